@@ -1,0 +1,34 @@
+"""engage: email engagement for any Flask CRM.
+
+The public API is what this module exports; everything else is engage's own business.
+"""
+
+from __future__ import annotations
+
+from .extension import Engage, current_engage, flask_login_user, user_from_attributes
+from .records import (
+    EngageUser,
+    FollowPreference,
+    PostalAddress,
+    Record,
+    RecordAdapter,
+    RecordRef,
+    Role,
+)
+from .storage import AttachmentStore, LocalFolderStore
+
+__all__ = [
+    "AttachmentStore",
+    "Engage",
+    "EngageUser",
+    "FollowPreference",
+    "LocalFolderStore",
+    "PostalAddress",
+    "Record",
+    "RecordAdapter",
+    "RecordRef",
+    "Role",
+    "current_engage",
+    "flask_login_user",
+    "user_from_attributes",
+]

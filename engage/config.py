@@ -1,0 +1,38 @@
+"""engage's configuration keys and their defaults.
+
+Every key carries the ``ENGAGE_`` prefix and is read from the host's ``app.config``. The
+defaults are applied with ``setdefault`` in :meth:`engage.Engage.init_app`, so a host sets only
+what it wants to change. The README lists them in one table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Where the blueprint is mounted on the host.
+    "ENGAGE_URL_PREFIX": "/engage",
+    # Redis for the job queue. ``None`` means redis://127.0.0.1:6379/0.
+    "ENGAGE_REDIS_URL": None,
+    # The RQ queue engage's jobs go to; workers listen on it.
+    "ENGAGE_QUEUE": "engage",
+    # The SMTP relay: smtp://, smtp+starttls:// or smtps://, with optional user:password@.
+    "ENGAGE_SMTP_URL": "smtp://127.0.0.1:25",
+    # The largest email body accepted, in kilobytes.
+    "ENGAGE_MAX_BODY_KB": 512,
+    # The largest attachment accepted, in megabytes.
+    "ENGAGE_MAX_ATTACHMENT_MB": 20,
+    # The attachment store: a folder; ``None`` means ``<instance_path>/engage-attachments``.
+    "ENGAGE_ATTACHMENT_DIR": None,
+    # Whether email engagement starts enabled for the organisation (the admin can change it).
+    "ENGAGE_ENGAGEMENT_ENABLED": True,
+    # Timeline page size (activities per page; the next page loads as you scroll).
+    "ENGAGE_TIMELINE_PAGE_SIZE": 20,
+    # The scope of the service worker; ``None`` means the URL prefix. A host that wants the
+    # whole site to work offline sets "/" (engage then sends Service-Worker-Allowed).
+    "ENGAGE_SERVICE_WORKER_SCOPE": None,
+    # The start page of the installed web app; ``None`` means the host's root URL.
+    "ENGAGE_APP_START_URL": None,
+    # The installed web app's name.
+    "ENGAGE_APP_NAME": "engage",
+}

@@ -1,0 +1,299 @@
+"""engage's own tables, on engage's own metadata, all prefixed ``engage_``.
+
+They live on :data:`metadata` rather than on the host's ``db.Model`` so that they never mix with
+the host's models, yet are queried through the host's Flask-SQLAlchemy session (which binds them
+to the host's default engine). A host using Alembic adds :data:`metadata` to its
+``target_metadata``; a standalone app calls :meth:`engage.Engage.create_all`.
+
+Times are stored as UTC and always come back timezone-aware (:class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .records import RecordRef
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and returned timezone-aware.
+
+    SQLite keeps no zone and PostgreSQL's ``timestamptz`` converts to the session zone; storing
+    naive UTC on both and attaching UTC on the way out gives one behaviour everywhere.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("engage stores only timezone-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of engage's tables."""
+
+    metadata = metadata
+
+
+class EmailStatus(StrEnum):
+    """Where an email is in its life."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class PartyRole(StrEnum):
+    """The header a party appears in."""
+
+    FROM = "from"
+    TO = "to"
+    CC = "cc"
+    BCC = "bcc"
+
+
+class DeliveryState(StrEnum):
+    """The delivery outcome for one recipient's copy."""
+
+    PENDING = "pending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class ActivityKind(StrEnum):
+    """What a timeline entry stands for."""
+
+    EMAIL = "email"
+    PHONE_CALL = "phone_call"
+
+
+def _enum(kind: type[StrEnum], name: str) -> sa.Enum:
+    # Stored as plain strings (no native ENUM type), so adding a value needs no migration.
+    return sa.Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda k: [m.value for m in k],
+    )
+
+
+def new_message_id(domain: str) -> str:
+    """A fresh, unguessable RFC 5322 Message-ID for ``domain``."""
+    return f"<{secrets.token_hex(16)}@{domain}>"
+
+
+class Email(Base):
+    """One email a rep wrote: a draft, a scheduled or a sent message.
+
+    ``owner_id`` is the host user who wrote it; ``owner_team`` is their team when it was
+    written, so a sales manager's view of the team needs no call to the host per row.
+    """
+
+    __tablename__ = "engage_email"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[EmailStatus] = mapped_column(
+        _enum(EmailStatus, "engage_email_status"), default=EmailStatus.DRAFT, index=True
+    )
+    subject: Mapped[str] = mapped_column(sa.String(998), default="")
+    html_body: Mapped[str] = mapped_column(sa.Text, default="")
+    text_body: Mapped[str] = mapped_column(sa.Text, default="")
+    regarding_type: Mapped[str | None] = mapped_column(sa.String(50))
+    regarding_id: Mapped[str | None] = mapped_column(sa.String(100))
+    owner_id: Mapped[str] = mapped_column(sa.String(100), index=True)
+    owner_team: Mapped[str | None] = mapped_column(sa.String(100), index=True)
+    message_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
+    followed: Mapped[bool] = mapped_column(default=False)
+    bulk: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    parties: Mapped[list[Party]] = relationship(
+        back_populates="email", cascade="all, delete-orphan", order_by="Party.position"
+    )
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="email", cascade="all, delete-orphan", order_by="Attachment.id"
+    )
+
+    @property
+    def regarding(self) -> RecordRef | None:
+        """The record the email is about (SPEC S1), if any."""
+        if self.regarding_type and self.regarding_id:
+            return RecordRef(self.regarding_type, self.regarding_id)
+        return None
+
+    @regarding.setter
+    def regarding(self, ref: RecordRef | None) -> None:
+        self.regarding_type = ref.type if ref else None
+        self.regarding_id = ref.id if ref else None
+
+    def parties_in(self, role: PartyRole) -> list[Party]:
+        """The parties in one header, in the order they were written."""
+        return [p for p in self.parties if p.role is role]
+
+    @property
+    def recipients(self) -> list[Party]:
+        """Every To, Cc and Bcc party."""
+        return [p for p in self.parties if p.role is not PartyRole.FROM]
+
+    @property
+    def delivery_summary(self) -> str:
+        """The status a rep sees: the email's status, or *partly failed* when some copies failed.
+
+        One of ``draft``, ``scheduled``, ``sending``, ``sent``, ``partly_failed``, ``failed``.
+        """
+        if self.status is not EmailStatus.SENT:
+            return self.status.value
+        failed = [p for p in self.recipients if p.delivery_state is DeliveryState.FAILED]
+        if failed and len(failed) == len(self.recipients):
+            return EmailStatus.FAILED.value
+        return "partly_failed" if failed else EmailStatus.SENT.value
+
+
+class Party(Base):
+    """One address on an email (From, To, Cc or Bcc) and, for recipients, its delivery."""
+
+    __tablename__ = "engage_party"
+    __table_args__ = (sa.Index("ix_engage_party_record", "record_type", "record_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[PartyRole] = mapped_column(_enum(PartyRole, "engage_party_role"))
+    position: Mapped[int] = mapped_column(default=0)
+    address: Mapped[str] = mapped_column(sa.String(320))
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    record_type: Mapped[str | None] = mapped_column(sa.String(50))
+    record_id: Mapped[str | None] = mapped_column(sa.String(100))
+    delivery_state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState, "engage_delivery_state"), default=DeliveryState.PENDING
+    )
+    delivery_error: Mapped[str | None] = mapped_column(sa.Text)
+    delivery_attempts: Mapped[int] = mapped_column(default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    email: Mapped[Email] = relationship(back_populates="parties")
+
+    @property
+    def record(self) -> RecordRef | None:
+        """The CRM record this address resolved to, if any."""
+        if self.record_type and self.record_id:
+            return RecordRef(self.record_type, self.record_id)
+        return None
+
+    @record.setter
+    def record(self, ref: RecordRef | None) -> None:
+        self.record_type = ref.type if ref else None
+        self.record_id = ref.id if ref else None
+
+    @property
+    def display(self) -> str:
+        """``Name <address>`` when there is a name, else the address."""
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+class Activity(Base):
+    """One entry on one record's timeline.
+
+    An email appears once on the timeline of its regarding record and of every party that is a
+    record (SPEC S1, S2), so it has one row here per such record. The timeline of a record is
+    then a single index range scan, newest first, paginated by ``(occurred_at, id)``.
+    """
+
+    __tablename__ = "engage_activity"
+    __table_args__ = (
+        sa.Index(
+            "ix_engage_activity_timeline",
+            "record_type",
+            "record_id",
+            sa.desc("occurred_at"),
+            sa.desc("id"),
+        ),
+        sa.UniqueConstraint("record_type", "record_id", "email_id", name="uq_engage_activity_email"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(50))
+    record_id: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[ActivityKind] = mapped_column(_enum(ActivityKind, "engage_activity_kind"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    owner_id: Mapped[str] = mapped_column(sa.String(100))
+    owner_team: Mapped[str | None] = mapped_column(sa.String(100))
+    email_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+
+    email: Mapped[Email | None] = relationship()
+
+    @property
+    def record(self) -> RecordRef:
+        """The record whose timeline this entry is on."""
+        return RecordRef(self.record_type, self.record_id)
+
+
+class Attachment(Base):
+    """A file attached to an email. The bytes live in the attachment store under ``storage_key``."""
+
+    __tablename__ = "engage_attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    content_type: Mapped[str] = mapped_column(sa.String(255), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(sa.String(64), default="")
+    storage_key: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    followed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    email: Mapped[Email] = relationship(back_populates="attachments")
+
+
+class Setting(Base):
+    """An organisation-wide setting that an admin can change at run time (e.g. SPEC S11)."""
+
+    __tablename__ = "engage_setting"
+
+    key: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(sa.String(100))
