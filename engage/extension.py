@@ -44,7 +44,7 @@ def flask_login_user() -> EngageUser | None:
 def user_from_attributes(user: Any) -> EngageUser:
     """Build an :class:`EngageUser` from a host user object's conventional attributes."""
     get_id = getattr(user, "get_id", None)
-    ident = get_id() if callable(get_id) else getattr(user, "id")
+    ident = get_id() if callable(get_id) else user.id
     email = getattr(user, "email", "") or ""
     return EngageUser(
         id=str(ident),

@@ -12,7 +12,16 @@ from flask import Response, request
 from htmx_flask.requests import HtmxHeaders
 
 SWAP_STYLES = frozenset(
-    {"innerHTML", "outerHTML", "beforebegin", "afterbegin", "beforeend", "afterend", "delete", "none"}
+    {
+        "innerHTML",
+        "outerHTML",
+        "beforebegin",
+        "afterbegin",
+        "beforeend",
+        "afterend",
+        "delete",
+        "none",
+    }
 )
 
 

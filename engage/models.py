@@ -244,7 +244,9 @@ class Activity(Base):
             sa.desc("occurred_at"),
             sa.desc("id"),
         ),
-        sa.UniqueConstraint("record_type", "record_id", "email_id", name="uq_engage_activity_email"),
+        sa.UniqueConstraint(
+            "record_type", "record_id", "email_id", name="uq_engage_activity_email"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -124,9 +124,7 @@ def engage_timeline(ref: RecordRef) -> Markup:
     the same timeline as a page of its own.
     """
     url = url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
-    return Markup(
-        render_template("engage/_timeline_slot.html", url=url, ref=ref)
-    )
+    return Markup(render_template("engage/_timeline_slot.html", url=url, ref=ref))
 
 
 def _record_or_404(record_type: str, record_id: str) -> Any:

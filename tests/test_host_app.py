@@ -1,0 +1,236 @@
+"""engage inside a second host app, with its own users and records, at its own prefix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from engage.models import Email, EmailStatus, Party, PartyRole
+from engage.timeline import sync_email_activities
+from tests import hostapp
+from tests.hostapp import Customer, Person, db
+
+
+@pytest.fixture
+def app(database_url, redis_url):
+    app = hostapp.create_app(
+        {"SQLALCHEMY_DATABASE_URI": database_url, "ENGAGE_REDIS_URL": redis_url, "TESTING": True}
+    )
+    with app.app_context():
+        db.session.add_all(
+            [
+                Person(
+                    id=1,
+                    name="Sam Seller",
+                    email="sam@host.test",
+                    role_names="salesperson",
+                    engage_team="north",
+                ),
+                Person(
+                    id=2,
+                    name="Rita Rep",
+                    email="rita@host.test",
+                    role_names="salesperson",
+                    engage_team="north",
+                ),
+                Person(
+                    id=3,
+                    name="Mia Manager",
+                    email="mia@host.test",
+                    role_names="sales_manager",
+                    engage_team="north",
+                ),
+                Person(id=4, name="Nora Nobody", email="nora@host.test", role_names=""),
+                Person(id=5, name="Alex Admin", email="alex@host.test", role_names="admin"),
+                Person(
+                    id=6,
+                    name="Sven South",
+                    email="sven@host.test",
+                    role_names="sales_manager",
+                    engage_team="south",
+                ),
+            ]
+        )
+        db.session.flush()
+        db.session.add_all(
+            [
+                Customer(
+                    id=1,
+                    name="Ada Lovelace",
+                    email="ada@example.com",
+                    city="London",
+                    country="GB",
+                    owner_id=1,
+                ),
+                Customer(
+                    id=2,
+                    name="Grace Hopper",
+                    email="grace@example.com",
+                    city="Arlington",
+                    country="US",
+                    owner_id=1,
+                ),
+                Customer(id=3, name="Hidden Bcc", email="bcc@example.com", owner_id=1),
+            ]
+        )
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        hostapp.engage.drop_all()
+
+
+def sign_in(client, person_id: int):
+    client.post(f"/login/{person_id}")
+    return client
+
+
+def add_email(app, owner: int, subject: str, *, team: str = "north") -> int:
+    """Write an email straight into engage's tables, as the compose path will."""
+    with app.app_context():
+        email = Email(
+            owner_id=str(owner),
+            owner_team=team,
+            subject=subject,
+            status=EmailStatus.SENT,
+            html_body="<p>Hello</p>",
+            text_body="Hello",
+        )
+        email.regarding = hostapp.RecordRef("customer", "1")
+        email.parties = [
+            Party(role=PartyRole.FROM, address=f"p{owner}@host.test"),
+            Party(
+                role=PartyRole.TO, address="ada@example.com", record_type="customer", record_id="1"
+            ),
+            Party(
+                role=PartyRole.CC,
+                address="grace@example.com",
+                record_type="customer",
+                record_id="2",
+                position=1,
+            ),
+            Party(
+                role=PartyRole.BCC,
+                address="bcc@example.com",
+                record_type="customer",
+                record_id="3",
+                position=2,
+            ),
+        ]
+        db.session.add(email)
+        db.session.flush()
+        sync_email_activities(db.session, email)
+        db.session.commit()
+        return email.id
+
+
+def test_the_host_record_page_shows_engage_timeline_at_its_own_prefix(app):
+    client = sign_in(app.test_client(), 1)
+    page = client.get("/customers/1").get_data(as_text=True)
+    assert 'hx-get="/crm/engage/timeline/customer/1"' in page
+    assert "/crm/engage/static/engage/engage.css" in page
+    partial = client.get("/crm/engage/timeline/customer/1", headers={"HX-Request": "true"})
+    assert partial.status_code == 200
+    assert "HX-Request" in partial.headers["Vary"]
+    body = partial.get_data(as_text=True)
+    assert "No activities yet." in body and "<html" not in body
+
+
+def test_without_javascript_the_timeline_is_a_page_of_its_own(app):
+    client = sign_in(app.test_client(), 1)
+    page = client.get("/crm/engage/timeline/customer/1").get_data(as_text=True)
+    assert "<html" in page and "Ada Lovelace" in page and 'href="/customers/1"' in page
+
+
+def test_an_email_shows_on_the_regarding_record_and_on_to_and_cc_but_not_bcc(app):
+    add_email(app, 1, "Our meeting")
+    client = sign_in(app.test_client(), 1)
+    for customer in (1, 2):
+        body = client.get(f"/crm/engage/timeline/customer/{customer}").get_data(as_text=True)
+        assert "Our meeting" in body, customer
+        assert "bcc@example.com" not in body
+    assert "Our meeting" not in client.get("/crm/engage/timeline/customer/3").get_data(as_text=True)
+
+
+def test_the_timeline_pages_newest_first_with_a_link_to_the_next_page(app):
+    app.config["ENGAGE_TIMELINE_PAGE_SIZE"] = 3
+    for n in range(7):
+        add_email(app, 1, f"Message {n}")
+    client = sign_in(app.test_client(), 1)
+    seen: list[str] = []
+    url = "/crm/engage/timeline/customer/1"
+    while url:
+        body = client.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
+        seen += re.findall(r"Message \d", body)
+        more = re.search(r'hx-get="([^"]+before=[^"]+)"', body)
+        url = more.group(1).replace("&amp;", "&") if more else None
+    assert seen == [f"Message {n}" for n in range(6, -1, -1)]
+
+
+def test_a_broken_page_cursor_is_a_clear_400(app):
+    client = sign_in(app.test_client(), 1)
+    response = client.get("/crm/engage/timeline/customer/1?before=garbage")
+    assert response.status_code == 400
+
+
+def test_an_unknown_record_is_404(app):
+    client = sign_in(app.test_client(), 1)
+    assert client.get("/crm/engage/timeline/customer/999").status_code == 404
+    assert client.get("/crm/engage/timeline/planet/1").status_code == 404
+
+
+def test_a_salesperson_gets_404_on_another_reps_email_and_does_not_see_it_listed(app):
+    email_id = add_email(app, 2, "Rita's secret")
+    client = sign_in(app.test_client(), 1)
+    assert client.get(f"/crm/engage/emails/{email_id}").status_code == 404
+    assert "Rita" not in client.get("/crm/engage/timeline/customer/1").get_data(as_text=True)
+    own = sign_in(app.test_client(), 2).get(f"/crm/engage/emails/{email_id}")
+    assert own.status_code == 200 and "Rita&#39;s secret" in own.get_data(as_text=True)
+
+
+def test_a_sales_manager_sees_the_team_but_not_another_team(app):
+    email_id = add_email(app, 2, "Team north mail")
+    assert sign_in(app.test_client(), 3).get(f"/crm/engage/emails/{email_id}").status_code == 200
+    assert sign_in(app.test_client(), 6).get(f"/crm/engage/emails/{email_id}").status_code == 404
+
+
+def test_a_user_without_a_sales_role_gets_a_page_that_says_why(app):
+    response = sign_in(app.test_client(), 4).get("/crm/engage/timeline/customer/1")
+    assert response.status_code == 403
+    body = response.get_data(as_text=True)
+    assert "A sales role is needed" in body and "ask your administrator" in body
+
+
+def test_nobody_signed_in_is_told_to_sign_in(app):
+    response = app.test_client().get("/crm/engage/timeline/customer/1")
+    assert response.status_code == 401 and "Sign in" in response.get_data(as_text=True)
+
+
+def csrf_token(client, url: str) -> str:
+    body = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', body).group(1)
+
+
+def test_only_an_admin_changes_the_engagement_switch(app):
+    assert sign_in(app.test_client(), 1).get("/crm/engage/settings").status_code == 403
+    admin = sign_in(app.test_client(), 5)
+    token = csrf_token(admin, "/crm/engage/settings")
+    response = admin.post("/crm/engage/settings", data={"csrf_token": token}, follow_redirects=True)
+    assert "Email engagement is now off" in response.get_data(as_text=True)
+    with app.app_context():
+        from engage.settings import engagement_enabled
+
+        assert engagement_enabled() is False
+
+
+def test_a_post_without_its_csrf_token_is_refused_with_400_and_changes_nothing(app):
+    admin = sign_in(app.test_client(), 5)
+    response = admin.post("/crm/engage/settings", data={})
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+    with app.app_context():
+        from engage.settings import engagement_enabled
+
+        assert engagement_enabled() is True
