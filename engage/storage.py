@@ -7,6 +7,7 @@ The default keeps files in a local folder; a host can pass any object with the s
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -61,7 +62,5 @@ class LocalFolderStore:
         return path.open("rb")
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(KeyError):
             self._path(key).unlink(missing_ok=True)
-        except KeyError:
-            pass
