@@ -201,7 +201,27 @@ def organisation_settings() -> Any:
         return redirect(url_for("engage.organisation_settings"))
     if request.method == "GET":
         form.engagement_enabled.data = settings.engagement_enabled()
-    return render_template("engage/settings.html", form=form)
+    return render_template("engage/settings.html", form=form, workers=_worker_health())
+
+
+def _worker_health() -> dict[str, Any]:
+    """What an admin needs to know about the background side: workers and the cron sweep."""
+    from redis.exceptions import RedisError
+    from rq import Worker
+
+    from .jobs import last_sweep
+
+    try:
+        queue = current_engage.queue
+        return {
+            "ok": True,
+            "queue": queue.name,
+            "workers": Worker.count(queue=queue),
+            "waiting": len(queue),
+            "last_sweep": last_sweep(),
+        }
+    except RedisError as exc:
+        return {"ok": False, "error": str(exc)}
 
 
 @blueprint.get("/manifest.webmanifest")

@@ -234,3 +234,16 @@ def test_a_post_without_its_csrf_token_is_refused_with_400_and_changes_nothing(a
         from engage.settings import engagement_enabled
 
         assert engagement_enabled() is True
+
+
+def test_the_admin_sees_whether_workers_and_the_sweep_are_alive(app):
+    admin = sign_in(app.test_client(), 5)
+    body = admin.get("/crm/engage/settings").get_data(as_text=True)
+    assert "Workers listening on the queue engage" in body
+    assert "never — start the scheduler" in body
+    with app.app_context():
+        from engage.jobs import sweep
+
+        sweep()
+    body = admin.get("/crm/engage/settings").get_data(as_text=True)
+    assert "never — start the scheduler" not in body and "UTC</time>" in body

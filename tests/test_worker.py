@@ -1,0 +1,125 @@
+"""Workers and the cron scheduler started from the RQ CLI, the way an operator starts them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rq.job import Job, JobStatus
+
+from engage import current_engage
+from engage.jobs import SWEEP_HEARTBEAT_KEY, last_sweep, sweep
+from tests import hostapp
+
+ROOT = Path(__file__).resolve().parent.parent
+RQ = str(Path(sys.executable).parent / "rq")
+
+
+@pytest.fixture
+def app(database_url, redis_url, redis_client):
+    app = hostapp.create_app(
+        {"SQLALCHEMY_DATABASE_URI": database_url, "ENGAGE_REDIS_URL": redis_url}
+    )
+    yield app
+    with app.app_context():
+        hostapp.db.session.remove()
+        hostapp.engage.drop_all()
+        hostapp.db.drop_all()
+
+
+def worker_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLASK_APP": "tests.hostapp:create_app()",
+        "HOSTAPP_DATABASE_URL": database_url,
+        "ENGAGE_REDIS_URL": redis_url,
+        **extra,
+    }
+
+
+def test_rq_worker_runs_engage_jobs_inside_the_host_app(app, database_url, redis_url, redis_client):
+    with app.app_context():
+        job = current_engage.queue.enqueue(sweep)
+    done = subprocess.run(
+        [
+            RQ,
+            "worker",
+            "--burst",
+            "--with-scheduler",
+            "--worker-class",
+            "engage.worker.EngageWorker",
+            "--url",
+            redis_url,
+            "engage",
+        ],
+        cwd=ROOT,
+        env=worker_env(database_url, redis_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    job = Job.fetch(job.id, connection=redis_client)
+    assert job.get_status() == JobStatus.FINISHED, done.stderr
+    with app.app_context():
+        assert last_sweep() is not None
+        assert last_sweep().isoformat() == job.return_value()
+
+
+def test_rq_cron_puts_the_sweep_on_the_queue_and_a_worker_runs_it(
+    app, database_url, redis_url, redis_client
+):
+    env = worker_env(database_url, redis_url, ENGAGE_SWEEP_SECONDS="1")
+    cron = subprocess.Popen(
+        [RQ, "cron", "engage.cron", "--url", redis_url],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            RQ,
+            "worker",
+            "--with-scheduler",
+            "-w",
+            "worker.EngageWorker",
+            "--url",
+            redis_url,
+            "engage",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not redis_client.get(SWEEP_HEARTBEAT_KEY):
+            time.sleep(0.2)
+        assert redis_client.get(SWEEP_HEARTBEAT_KEY), "no sweep ran within 30 s"
+    finally:
+        for proc in (cron, worker):
+            proc.terminate()
+        for proc in (cron, worker):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_a_missing_host_app_stops_the_worker_with_flasks_own_message(redis_url, tmp_path):
+    done = subprocess.run(
+        [RQ, "worker", "--burst", "-w", "engage.worker.EngageWorker", "--url", redis_url, "engage"],
+        cwd=tmp_path,
+        env={**os.environ, "FLASK_APP": "no_such_module"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "no_such_module" in done.stderr + done.stdout
