@@ -34,10 +34,16 @@ class Denied(HTTPException):
         self.title = title
 
     def get_response(self, environ: Any = None, scope: Any = None) -> Any:  # noqa: ARG002
+        from .htmx import add_vary, is_htmx
+
+        template = "engage/_denied.html" if is_htmx() else "engage/denied.html"
         body = render_template(
-            "engage/denied.html", title=self.title, reason=self.description, status=self.code
+            template, title=self.title, reason=self.description, status=self.code
         )
-        return make_response(body, self.code)
+        response = make_response(body, self.code)
+        # engage.js swaps explained refusals in, where htmx would drop a 4xx answer.
+        response.headers["X-Engage-Explained"] = "1"
+        return add_vary(response)
 
 
 def _signed_in_user() -> EngageUser:

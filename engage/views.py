@@ -26,6 +26,7 @@ from flask import (
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
 from wtforms import BooleanField
 from wtforms.validators import ValidationError
 
@@ -72,6 +73,24 @@ def _protect_from_csrf() -> None:
         ) from None
 
 
+@blueprint.errorhandler(400)
+@blueprint.errorhandler(404)
+@blueprint.errorhandler(413)
+def _explain_error(error: HTTPException) -> Any:
+    # Plain aborts inside engage's views get the same explained page (or partial) as refusals.
+    titles = {
+        400: _("The request could not be understood"),
+        404: _("Not found"),
+        413: _("Too large"),
+    }
+    reasons = {
+        404: _("It does not exist, or it is not yours to see."),
+    }
+    code = error.code or 500
+    reason = reasons.get(code) if error.description == type(error).description else None
+    return Denied(code, reason or error.description or "", titles[code]).get_response()
+
+
 @blueprint.after_request
 def _vary_on_htmx(response: Response) -> Response:
     return add_vary(response)
@@ -112,7 +131,10 @@ def engage_assets() -> Markup:
         '<meta name="theme-color" content="#1f5f8b">',
         f'<script src="{url_for("engage.static", filename="engage/vendor/htmx.min.js")}" defer></script>',
         f'<script src="{url_for("engage.static", filename="engage/engage.js")}" defer'
-        f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"></script>',
+        f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"'
+        f' data-msg-error="{escape(_("Something went wrong. Nothing was lost; reload the page and try again."))}"'
+        f' data-msg-offline="{escape(_("The server cannot be reached. Check your connection and try again."))}"'
+        "></script>",
     ]
     return Markup("\n".join(parts))
 

@@ -247,3 +247,19 @@ def test_the_admin_sees_whether_workers_and_the_sweep_are_alive(app):
         sweep()
     body = admin.get("/crm/engage/settings").get_data(as_text=True)
     assert "never — start the scheduler" not in body and "UTC</time>" in body
+
+
+def test_a_refusal_to_htmx_is_an_explained_partial_that_engage_js_swaps_in(app):
+    response = sign_in(app.test_client(), 4).get(
+        "/crm/engage/timeline/customer/1", headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 403
+    assert response.headers["X-Engage-Explained"] == "1"
+    body = response.get_data(as_text=True)
+    assert "A sales role is needed" in body and "<html" not in body
+
+
+def test_an_unknown_email_is_an_explained_404(app):
+    response = sign_in(app.test_client(), 1).get("/crm/engage/emails/12345")
+    assert response.status_code == 404
+    assert "not yours to see" in response.get_data(as_text=True)

@@ -45,6 +45,53 @@
     }
   });
 
+  /* ---- Explained refusals are shown, not dropped ------------------------
+   * htmx leaves 4xx answers unswapped, which would leave a rep staring at a
+   * spinner. engage marks the refusals it explains (no role, form errors,
+   * not found) with a header; those are swapped in like any partial. Other
+   * errors get a short message in place of the request's target.
+   */
+  // The wording comes from the server (translated there) through data-msg-*
+  // attributes on this script's tag; the fallback is for a host that omits them.
+  function message(attribute, fallback) {
+    return (thisScript && thisScript.getAttribute(attribute)) || fallback;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (!xhr || xhr.status < 400) {
+      return;
+    }
+    if (xhr.getResponseHeader("X-Engage-Explained")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var target = event.detail.target;
+    if (!target || !target.closest || !target.closest("[class*='engage-']")) {
+      return;
+    }
+    var note = document.createElement("p");
+    note.className = "engage-notice engage-notice--error";
+    note.setAttribute("role", "alert");
+    note.textContent = message("data-msg-error", "Something went wrong.") + " (" + event.detail.xhr.status + ")";
+    target.insertAdjacentElement("afterend", note);
+  });
+
+  document.addEventListener("htmx:sendError", function (event) {
+    var target = event.detail.target;
+    if (!target || !target.closest || !target.closest("[class*='engage-']")) {
+      return;
+    }
+    var note = document.createElement("p");
+    note.className = "engage-notice engage-notice--error";
+    note.setAttribute("role", "alert");
+    note.textContent = message("data-msg-offline", "The server cannot be reached.");
+    target.insertAdjacentElement("afterend", note);
+  });
+
   /* ---- Service worker ----------------------------------------------------
    * The page says where the worker lives and what it controls through
    * data-sw-url and data-sw-scope on this <script> tag, since only the Flask
