@@ -17,6 +17,9 @@ const vendorDir = join(root, "engage", "static", "engage", "vendor");
 // Source (inside node_modules) -> file name under the vendor folder.
 const files = [
   ["htmx.org/dist/htmx.min.js", "htmx.min.js"],
+  // The rich text editor of the compose panel (SPEC S5) and its stylesheet.
+  ["trix/dist/trix.umd.min.js", "trix.umd.min.js"],
+  ["trix/dist/trix.css", "trix.css"],
 ];
 
 mkdirSync(vendorDir, { recursive: true });
