@@ -1,0 +1,74 @@
+"""The demo CRM's forms (Flask-WTF, so each carries its CSRF token)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from babel import Locale
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, RadioField, StringField
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from engage import FollowPreference
+
+# Codes that babel lists as territories but that are no country a letter can be sent to.
+_NOT_COUNTRIES = frozenset({"EU", "EZ", "QO", "UN", "XA", "XB", "ZZ"})
+
+
+@cache
+def country_names(locale: str = "en") -> dict[str, str]:
+    """ISO 3166-1 alpha-2 codes and their names in ``locale``, sorted by name."""
+    territories = Locale.parse(locale).territories
+    codes = {
+        code: name
+        for code, name in territories.items()
+        if len(code) == 2 and code.isalpha() and code not in _NOT_COUNTRIES
+    }
+    return dict(sorted(codes.items(), key=lambda item: item[1]))
+
+
+def _upper(value: str | None) -> str | None:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class SignInForm(FlaskForm):
+    """Pick a demo user to sign in as; each user's button submits their id."""
+
+    user_id = IntegerField(validators=[DataRequired()])
+
+
+class SignOutForm(FlaskForm):
+    """A bare form so that signing out is a POST with a CSRF token."""
+
+
+class PersonSettingsForm(FlaskForm):
+    """A contact's or lead's postal address and follow-email preference."""
+
+    street = StringField(_l("Street"), filters=[_strip], validators=[Length(max=200)])
+    postal_code = StringField(_l("Postal code"), filters=[_strip], validators=[Length(max=20)])
+    city = StringField(_l("City"), filters=[_strip], validators=[Length(max=100)])
+    region = StringField(_l("State or region"), filters=[_strip], validators=[Length(max=100)])
+    country = StringField(
+        _l("Country code"),
+        description=_l("Two letters, such as US, DE or JP."),
+        filters=[_upper],
+        validators=[Optional()],
+    )
+    follow_preference = RadioField(
+        _l("Follow email"),
+        choices=[
+            (FollowPreference.ALLOW.value, _l("Allow")),
+            (FollowPreference.DO_NOT_ALLOW.value, _l("Do not allow")),
+        ],
+        validators=[DataRequired(_l("Choose whether emails to this person may be followed."))],
+    )
+
+    def validate_country(self, field: StringField) -> None:
+        """Accept only a known ISO 3166-1 alpha-2 code: geocoding and holidays need one."""
+        if field.data and field.data not in country_names():
+            raise ValidationError(_l("Enter a two-letter country code, such as US, DE or JP."))

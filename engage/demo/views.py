@@ -1,0 +1,295 @@
+"""The demo CRM's pages: sign-in, home, record pages with engage's timeline, and the mailbox."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from engage import RecordRef
+
+from .forms import PersonSettingsForm, SignInForm, SignOutForm, country_names
+from .mailbox import attachment_parts, framed_html, parse_message, view_message
+from .models import (
+    Account,
+    Contact,
+    Lead,
+    MailMessage,
+    MailRecipient,
+    Opportunity,
+    User,
+    db,
+)
+
+blueprint = Blueprint(
+    "demo",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/demo-static",
+)
+
+
+def role_label(role: str) -> str:
+    """How a demo user's role reads on the page."""
+    labels = {
+        "salesperson": _("Salesperson"),
+        "sales_manager": _("Sales manager"),
+        "admin": _("Admin"),
+    }
+    return labels.get(role, _("No role"))
+
+
+def follow_label(value: str) -> str:
+    """How a follow-email preference reads on the page."""
+    return _("Allow") if value == "allow" else _("Do not allow")
+
+
+def stage_label(stage: str) -> str:
+    """How an opportunity's sales stage reads on the page."""
+    labels = {
+        "qualify": _("Qualify"),
+        "develop": _("Develop"),
+        "propose": _("Propose"),
+        "close": _("Close"),
+    }
+    return labels.get(stage, stage)
+
+
+@blueprint.app_context_processor
+def _demo_globals() -> dict[str, Any]:
+    return {
+        "role_label": role_label,
+        "stage_label": stage_label,
+        "follow_label": follow_label,
+        "sign_out_form": SignOutForm,
+        "country_names": country_names,
+    }
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only a path on this site: an absolute URL in ?next= would make sign-in an open redirect.
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+# -- signing in -----------------------------------------------------------------------------
+
+
+@blueprint.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> Any:
+    """Pick one of the demo users; no password, since everything here is made up."""
+    form = SignInForm()
+    users = db.session.scalars(sa.select(User).order_by(User.id)).all()
+    if form.validate_on_submit():
+        user = db.session.get(User, form.user_id.data)
+        if user is not None:
+            login_user(user)
+            flash(_("Signed in as %(name)s.", name=user.name), "success")
+            return redirect(_safe_next(request.args.get("next")) or url_for("demo.home"))
+        form.user_id.errors.append(_("That user does not exist. Pick one from the list."))
+    status = 400 if request.method == "POST" else 200
+    return render_template("demo/sign_in.html", form=form, users=users), status
+
+
+@blueprint.post("/sign-out")
+def sign_out() -> Any:
+    """Sign out and go back to the sign-in page."""
+    form = SignOutForm()
+    if not form.validate_on_submit():
+        abort(400)
+    logout_user()
+    flash(_("Signed out."), "success")
+    return redirect(url_for("demo.sign_in"))
+
+
+# -- records --------------------------------------------------------------------------------
+
+
+def _all(model: type[Any], *order: Any, owner_id: int | None = None) -> list[Any]:
+    query = sa.select(model).order_by(*order)
+    if owner_id is not None:
+        query = query.where(model.owner_id == owner_id)
+    return list(db.session.scalars(query))
+
+
+@blueprint.get("/")
+@login_required
+def home() -> str:
+    """The signed-in user's records, then every record, by type."""
+    sections = []
+    for owner_id in (current_user.id, None):
+        sections.append(
+            {
+                "contacts": _all(Contact, Contact.last_name, Contact.id, owner_id=owner_id),
+                "leads": _all(Lead, Lead.last_name, Lead.id, owner_id=owner_id),
+                "accounts": _all(Account, Account.name, Account.id, owner_id=owner_id),
+                "opportunities": _all(
+                    Opportunity, Opportunity.name, Opportunity.id, owner_id=owner_id
+                ),
+            }
+        )
+    return render_template("demo/home.html", mine=sections[0], everything=sections[1])
+
+
+def _get_or_404(model: type[Any], record_id: int) -> Any:
+    obj = db.session.get(model, record_id)
+    if obj is None:
+        abort(404)
+    return obj
+
+
+@blueprint.get("/contacts/<int:record_id>")
+@login_required
+def contact(record_id: int) -> str:
+    """A contact's page: their details and engage's timeline."""
+    obj = _get_or_404(Contact, record_id)
+    return render_template(
+        "demo/record.html", kind="contact", obj=obj, ref=RecordRef("contact", str(obj.id))
+    )
+
+
+@blueprint.get("/leads/<int:record_id>")
+@login_required
+def lead(record_id: int) -> str:
+    """A lead's page: their details and engage's timeline."""
+    obj = _get_or_404(Lead, record_id)
+    return render_template(
+        "demo/record.html", kind="lead", obj=obj, ref=RecordRef("lead", str(obj.id))
+    )
+
+
+@blueprint.get("/accounts/<int:record_id>")
+@login_required
+def account(record_id: int) -> str:
+    """An account's page: its details, contacts, opportunities and engage's timeline."""
+    obj = _get_or_404(Account, record_id)
+    return render_template(
+        "demo/record.html", kind="account", obj=obj, ref=RecordRef("account", str(obj.id))
+    )
+
+
+@blueprint.get("/opportunities/<int:record_id>")
+@login_required
+def opportunity(record_id: int) -> str:
+    """An opportunity's page: its details and engage's timeline."""
+    obj = _get_or_404(Opportunity, record_id)
+    return render_template(
+        "demo/record.html",
+        kind="opportunity",
+        obj=obj,
+        ref=RecordRef("opportunity", str(obj.id)),
+    )
+
+
+_PEOPLE: dict[str, tuple[type[Contact] | type[Lead], str]] = {
+    "contacts": (Contact, "demo.contact"),
+    "leads": (Lead, "demo.lead"),
+}
+
+
+@blueprint.route("/<any(contacts, leads):kind>/<int:record_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_person(kind: str, record_id: int) -> Any:
+    """Change a contact's or lead's postal address and follow-email preference."""
+    model, record_endpoint = _PEOPLE[kind]
+    obj = _get_or_404(model, record_id)
+    form = PersonSettingsForm(obj=obj)
+    if form.validate_on_submit():
+        for name in ("street", "postal_code", "city", "region", "country", "follow_preference"):
+            setattr(obj, name, getattr(form, name).data or "")
+        db.session.commit()
+        flash(_("Saved the address and follow-email preference."), "success")
+        return redirect(url_for(record_endpoint, record_id=obj.id))
+    status = 400 if request.method == "POST" else 200
+    return (
+        render_template(
+            "demo/edit_person.html",
+            form=form,
+            obj=obj,
+            kind=kind,
+            record_url=url_for(record_endpoint, record_id=obj.id),
+        ),
+        status,
+    )
+
+
+# -- mailbox --------------------------------------------------------------------------------
+
+
+@blueprint.get("/mailbox")
+@login_required
+def mailbox() -> str:
+    """Every message the SMTP sink received, newest first, optionally for one recipient."""
+    recipient = request.args.get("recipient", "").strip()
+    query = sa.select(MailMessage).order_by(MailMessage.received_at.desc(), MailMessage.id.desc())
+    if recipient:
+        query = query.where(
+            MailMessage.recipients.any(sa.func.lower(MailRecipient.address) == recipient.casefold())
+        )
+    messages = db.session.scalars(query).all()
+    addresses = db.session.scalars(
+        sa.select(MailRecipient.address).distinct().order_by(MailRecipient.address)
+    ).all()
+    return render_template(
+        "demo/mailbox.html", messages=messages, addresses=addresses, recipient=recipient
+    )
+
+
+@blueprint.get("/mailbox/<int:message_id>")
+@login_required
+def mail_message(message_id: int) -> str:
+    """One received message: headers, text part, and HTML part in a sandboxed frame."""
+    message = _get_or_404(MailMessage, message_id)
+    view = view_message(message.raw)
+    return render_template(
+        "demo/mail_message.html",
+        message=message,
+        view=view,
+        srcdoc=framed_html(view.html) if view.html is not None else None,
+        recipient=request.args.get("recipient", ""),
+    )
+
+
+@blueprint.get("/mailbox/<int:message_id>/raw")
+@login_required
+def mail_raw(message_id: int) -> Response:
+    """The message exactly as received, as an ``.eml`` download."""
+    message = _get_or_404(MailMessage, message_id)
+    return Response(
+        message.raw,
+        mimetype="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="message-{message.id}.eml"'},
+    )
+
+
+@blueprint.get("/mailbox/<int:message_id>/attachments/<int:index>")
+@login_required
+def mail_attachment(message_id: int, index: int) -> Response:
+    """One MIME attachment of a received message, as a download (never shown inline)."""
+    message = _get_or_404(MailMessage, message_id)
+    parts = attachment_parts(parse_message(message.raw))
+    if index >= len(parts):
+        abort(404)
+    part = parts[index]
+    filename = (part.get_filename() or f"attachment-{index + 1}").replace('"', "")
+    response = Response(part.get_payload(decode=True) or b"", mimetype="application/octet-stream")
+    response.headers.set("Content-Disposition", "attachment", filename=filename)
+    return response
