@@ -18,6 +18,13 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_QUEUE": "engage",
     # The SMTP relay: smtp://, smtp+starttls:// or smtps://, with optional user:password@.
     "ENGAGE_SMTP_URL": "smtp://127.0.0.1:25",
+    # Seconds before an SMTP connection or command gives up.
+    "ENGAGE_SMTP_TIMEOUT": 30,
+    # Seconds to wait before each retry after a transient SMTP failure (4xx, connection);
+    # after the last one the recipient is marked failed.
+    "ENGAGE_SMTP_RETRY_DELAYS": (10, 60, 300, 900, 3600),
+    # The domain of Message-IDs; ``None`` means the sending user's email domain.
+    "ENGAGE_MESSAGE_ID_DOMAIN": None,
     # The largest email body accepted, in kilobytes.
     "ENGAGE_MAX_BODY_KB": 512,
     # The largest attachment accepted, in megabytes.

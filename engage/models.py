@@ -140,7 +140,12 @@ class Email(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When Send was pressed: the message's Date header.
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the last copy was settled (accepted or given up on).
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the next delivery attempt is due, while some copies wait for a retry.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     parties: Mapped[list[Party]] = relationship(
         back_populates="email", cascade="all, delete-orphan", order_by="Party.position"
@@ -174,8 +179,13 @@ class Email(Base):
     def delivery_summary(self) -> str:
         """The status a rep sees: the email's status, or *partly failed* when some copies failed.
 
-        One of ``draft``, ``scheduled``, ``sending``, ``sent``, ``partly_failed``, ``failed``.
+        One of ``draft``, ``scheduled``, ``sending``, ``retrying``, ``sent``, ``partly_failed``,
+        ``failed``.
         """
+        if self.status is EmailStatus.SENDING and any(
+            p.delivery_state is DeliveryState.RETRYING for p in self.recipients
+        ):
+            return "retrying"
         if self.status is not EmailStatus.SENT:
             return self.status.value
         failed = [p for p in self.recipients if p.delivery_state is DeliveryState.FAILED]

@@ -104,6 +104,9 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(engage_timeline, "engage_timeline")
     state.app.add_template_global(_, "_e")
     state.app.add_template_global(_locale, "engage_locale")
+    state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
+    # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
+    state.app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
 
 
 def _locale() -> str:
@@ -126,10 +129,12 @@ def engage_assets() -> Markup:
     scope = config["ENGAGE_SERVICE_WORKER_SCOPE"] or _engage_root()
     parts = [
         f'<meta name="engage-csrf-token" content="{escape(generate_csrf())}">',
+        f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/vendor/trix.css")}">',
         f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/engage.css")}">',
         f'<link rel="manifest" href="{url_for("engage.manifest")}">',
         '<meta name="theme-color" content="#1f5f8b">',
         f'<script src="{url_for("engage.static", filename="engage/vendor/htmx.min.js")}" defer></script>',
+        f'<script src="{url_for("engage.static", filename="engage/vendor/trix.umd.min.js")}" defer></script>',
         f'<script src="{url_for("engage.static", filename="engage/engage.js")}" defer'
         f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"'
         f' data-msg-error="{escape(_("Something went wrong. Nothing was lost; reload the page and try again."))}"'
@@ -185,7 +190,12 @@ def timeline(record_type: str, record_id: str) -> Any:
     )
     context = {"record": record, "page": page, "user": user}
     if is_htmx():
-        template = "engage/_timeline_items.html" if before else "engage/_timeline.html"
+        if before:
+            template = "engage/_timeline_items.html"
+        elif request.args.get("part") == "list":
+            template = "engage/_timeline_list.html"
+        else:
+            template = "engage/_timeline.html"
         return render_template(template, **context)
     return render_template("engage/timeline_page.html", **context)
 
@@ -290,3 +300,7 @@ def service_worker() -> Response:
 def offline() -> str:
     """The page the service worker shows when a page cannot be fetched."""
     return render_template("engage/offline.html")
+
+
+# The compose views register themselves on the blueprint above.
+from . import compose_views  # noqa: E402, F401

@@ -84,6 +84,82 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     yield url
 
 
+# -- The test host app -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(database_url, redis_url):
+    from tests import hostapp
+    from tests.hostapp import Customer, Person, db
+
+    app = hostapp.create_app(
+        {"SQLALCHEMY_DATABASE_URI": database_url, "ENGAGE_REDIS_URL": redis_url, "TESTING": True}
+    )
+    with app.app_context():
+        db.session.add_all(
+            [
+                Person(
+                    id=1,
+                    name="Sam Seller",
+                    email="sam@host.test",
+                    role_names="salesperson",
+                    engage_team="north",
+                ),
+                Person(
+                    id=2,
+                    name="Rita Rep",
+                    email="rita@host.test",
+                    role_names="salesperson",
+                    engage_team="north",
+                ),
+                Person(
+                    id=3,
+                    name="Mia Manager",
+                    email="mia@host.test",
+                    role_names="sales_manager",
+                    engage_team="north",
+                ),
+                Person(id=4, name="Nora Nobody", email="nora@host.test", role_names=""),
+                Person(id=5, name="Alex Admin", email="alex@host.test", role_names="admin"),
+                Person(
+                    id=6,
+                    name="Sven South",
+                    email="sven@host.test",
+                    role_names="sales_manager",
+                    engage_team="south",
+                ),
+            ]
+        )
+        db.session.flush()
+        db.session.add_all(
+            [
+                Customer(
+                    id=1,
+                    name="Ada Lovelace",
+                    email="ada@example.com",
+                    city="London",
+                    country="GB",
+                    owner_id=1,
+                ),
+                Customer(
+                    id=2,
+                    name="Grace Hopper",
+                    email="grace@example.com",
+                    city="Arlington",
+                    country="US",
+                    owner_id=1,
+                ),
+                Customer(id=3, name="Hidden Bcc", email="bcc@example.com", owner_id=1),
+            ]
+        )
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        hostapp.engage.drop_all()
+
+
 # -- SMTP ----------------------------------------------------------------------------------
 
 

@@ -170,4 +170,185 @@
       }
     });
   });
+  /* ---- The body editor (SPEC S5) -----------------------------------------
+   * Without JavaScript the body is a plain textarea and the server reads it
+   * as text. Here it becomes a Trix editor: a hidden input (same name) holds
+   * the HTML, and body_format tells the server so. Trix brings bold, italic,
+   * lists, links on Ctrl+K / Cmd+K, and cleans pasted HTML.
+   */
+  function enhanceEditors(root) {
+    if (!window.customElements || !window.customElements.get("trix-editor")) {
+      return; // Trix did not load: the textarea keeps working.
+    }
+    var textareas = root.querySelectorAll
+      ? root.querySelectorAll("textarea[data-engage-editor]")
+      : [];
+    Array.prototype.forEach.call(textareas, function (textarea) {
+      var form = textarea.form;
+      var label = form && form.querySelector('label[for="' + textarea.id + '"]');
+      var input = document.createElement("input");
+      input.type = "hidden";
+      input.name = textarea.name;
+      input.id = textarea.id + "-html";
+      input.value = textarea.getAttribute("data-html") || "";
+      var editor = document.createElement("trix-editor");
+      editor.setAttribute("input", input.id);
+      editor.id = textarea.id;
+      editor.className = "engage-editor trix-content";
+      if (label) {
+        label.id = label.id || textarea.id + "-label";
+        editor.setAttribute("aria-labelledby", label.id);
+      }
+      ["aria-invalid", "aria-describedby"].forEach(function (name) {
+        if (textarea.hasAttribute(name)) {
+          editor.setAttribute(name, textarea.getAttribute(name));
+        }
+      });
+      var format = form && form.querySelector("[data-engage-body-format]");
+      if (format) {
+        format.value = "html";
+      }
+      textarea.replaceWith(input);
+      input.insertAdjacentElement("afterend", editor);
+    });
+  }
+
+  // Files are attached through the attachment list, not dropped into the text.
+  document.addEventListener("trix-file-accept", function (event) {
+    event.preventDefault();
+  });
+
+  /* ---- Record typeahead in To, Cc, Bcc and Regarding ---------------------
+   * htmx fetches the options as the rep types; this part makes them a proper
+   * listbox: arrow keys move, Enter or a click chooses, Escape closes.
+   */
+  function listFor(input) {
+    return document.getElementById(input.getAttribute("aria-controls"));
+  }
+
+  function options(list) {
+    return Array.prototype.slice.call(
+      list.querySelectorAll('[role="option"]:not([aria-disabled="true"])')
+    );
+  }
+
+  function closeList(input) {
+    var list = listFor(input);
+    if (list) {
+      list.innerHTML = "";
+    }
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+  }
+
+  function highlight(input, option) {
+    var list = listFor(input);
+    Array.prototype.forEach.call(list.querySelectorAll('[aria-selected="true"]'), function (el) {
+      el.setAttribute("aria-selected", "false");
+    });
+    option.setAttribute("aria-selected", "true");
+    input.setAttribute("aria-activedescendant", option.id);
+    option.scrollIntoView({ block: "nearest" });
+  }
+
+  function quoted(name) {
+    return /[,;"<>@]/.test(name) ? '"' + name.replace(/"/g, "") + '"' : name;
+  }
+
+  function choose(input, option) {
+    var form = input.form;
+    var ref = option.getAttribute("data-ref");
+    if (input.getAttribute("data-engage-typeahead") === "regarding") {
+      form.querySelector("[data-engage-regarding]").value = ref;
+      var shown = form.querySelector("[data-engage-regarding-name]");
+      if (shown) {
+        shown.textContent = option.getAttribute("data-label");
+      }
+      input.value = "";
+    } else {
+      var address = option.getAttribute("data-address");
+      var name = option.getAttribute("data-name");
+      // Keep what was already written; replace only the entry being typed.
+      var entries = input.value.split(/[,;]/).map(function (part) {
+        return part.trim();
+      });
+      entries.pop();
+      entries = entries.filter(Boolean);
+      entries.push(quoted(name) + " <" + address + ">");
+      input.value = entries.join(", ") + ", ";
+      var picked = form.querySelector("[data-engage-picked]");
+      if (picked) {
+        var hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = "picked";
+        hidden.value = address.toLowerCase() + "|" + ref;
+        picked.appendChild(hidden);
+      }
+    }
+    closeList(input);
+    input.focus();
+  }
+
+  document.addEventListener("keydown", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("[data-engage-typeahead]")) {
+      return;
+    }
+    var list = listFor(input);
+    var choices = list ? options(list) : [];
+    if (event.key === "Escape") {
+      if (choices.length) {
+        event.stopPropagation();
+      }
+      closeList(input);
+      return;
+    }
+    if (!choices.length) {
+      return;
+    }
+    var current = list.querySelector('[aria-selected="true"]');
+    var index = choices.indexOf(current);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      var step = event.key === "ArrowDown" ? 1 : -1;
+      var next = index < 0 ? (step > 0 ? 0 : choices.length - 1) : (index + step + choices.length) % choices.length;
+      highlight(input, choices[next]);
+    } else if (event.key === "Enter" && current) {
+      event.preventDefault(); // choose the record, do not submit the form
+      choose(input, current);
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var option = event.target.closest && event.target.closest('.engage-options [role="option"]');
+    if (!option || option.getAttribute("aria-disabled") === "true") {
+      return;
+    }
+    var input = document.querySelector('[aria-controls="' + option.parentElement.id + '"]');
+    if (input) {
+      choose(input, option);
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var list = event.detail.target;
+    if (!list || !list.matches || !list.matches(".engage-options")) {
+      return;
+    }
+    var input = document.querySelector('[aria-controls="' + list.id + '"]');
+    if (input) {
+      input.setAttribute("aria-expanded", list.children.length ? "true" : "false");
+    }
+  });
+
+  document.addEventListener("htmx:load", function (event) {
+    enhanceEditors(event.detail.elt);
+  });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      enhanceEditors(document);
+    });
+  } else {
+    enhanceEditors(document);
+  }
 })();

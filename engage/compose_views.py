@@ -1,0 +1,252 @@
+"""The compose panel's views: open, save, send, reopen, delete and resend (SPEC S3–S6).
+
+Every view answers htmx with a partial and a plain browser with a page or a redirect, so the
+whole path works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
+
+from . import emails
+from .access import can_see, sales_user, visible_email_or_404
+from .compose import Address, html_to_text
+from .delivery import enqueue_delivery, prepare_resend
+from .emails import DraftInput
+from .extension import current_engage
+from .htmx import is_htmx
+from .i18n import gettext as _
+from .models import Activity, Email, EmailStatus
+from .records import Record, RecordRef
+from .views import blueprint
+
+TIMELINE_CHANGED = "engage-timeline-changed"
+
+
+def _ref_or_none(text: str | None) -> RecordRef | None:
+    if not text:
+        return None
+    try:
+        return RecordRef.parse(text)
+    except ValueError:
+        abort(400, description=_("That record reference is not valid."))
+
+
+def _record_or_404(ref: RecordRef | None) -> Record | None:
+    if ref is None:
+        return None
+    record = current_engage.records.get(ref)
+    if record is None:
+        abort(404)
+    return record
+
+
+def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
+    """The form's values, and the errors found in reading them (before any checking)."""
+    form = request.form
+    errors: dict[str, str] = {}
+    regarding = _ref_or_none(form.get("regarding"))
+    search = form.get("regarding_search", "").strip()
+    if search:
+        # Without JavaScript the regarding record is changed by typing its name.
+        found = list(current_engage.records.search(search, limit=2))
+        if len(found) == 1:
+            regarding = found[0].ref
+        else:
+            errors["regarding"] = (
+                _("No record matches “%(text)s”.", text=search)
+                if not found
+                else _("Several records match “%(text)s”: type more of the name.", text=search)
+            )
+    picked: dict[str, RecordRef] = {}
+    for entry in form.getlist("picked"):
+        address, _sep, ref = entry.rpartition("|")
+        try:
+            picked[address.lower()] = RecordRef.parse(ref)
+        except ValueError:
+            continue
+    draft = DraftInput(
+        to=form.get("to", ""),
+        cc=form.get("cc", ""),
+        bcc=form.get("bcc", ""),
+        subject=form.get("subject", ""),
+        body=form.get("body", ""),
+        body_format="text" if form.get("body_format") == "text" else "html",
+        regarding=regarding,
+        picked=picked,
+    )
+    if regarding is not None and current_engage.records.get(regarding) is None:
+        errors["regarding"] = _("The regarding record no longer exists.")
+    return draft, errors
+
+
+def _render_compose(
+    draft: DraftInput,
+    *,
+    email: Email | None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    notice: str | None = None,
+) -> Any:
+    regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
+    body_html = draft.html()
+    context = {
+        "draft": draft,
+        "body_html": body_html,
+        "body_text": draft.body if draft.body_format == "text" else html_to_text(body_html),
+        "email": email,
+        "errors": errors or {},
+        "regarding": regarding,
+        "notice": notice,
+        "slot": _slot_id(draft.regarding),
+        "action": url_for("engage.edit_email", email_id=email.id)
+        if email
+        else url_for("engage.compose"),
+    }
+    template = "engage/_compose.html" if is_htmx() else "engage/compose_page.html"
+    return make_response(render_template(template, **context), status)
+
+
+def _slot_id(ref: RecordRef | None) -> str:
+    return f"engage-compose-{ref.type}-{ref.id}" if ref else "engage-compose"
+
+
+def _after_send(email: Email) -> Any:
+    count = len(email.recipients)
+    message = _("Sending to %(count)s recipient(s)…", count=count)
+    if is_htmx():
+        response = make_response(
+            render_template("engage/_compose_done.html", email=email, message=message)
+        )
+        response.headers["HX-Trigger"] = TIMELINE_CHANGED
+        return response
+    flash(message, "engage-success")
+    return redirect(_back_url(email.regarding))
+
+
+def _back_url(ref: RecordRef | None) -> str:
+    if ref is None:
+        return url_for("engage.home")
+    return url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
+
+
+@blueprint.get("/compose")
+def compose() -> Any:
+    """A new, empty compose panel regarding the record it was opened from (S1, S3)."""
+    sales_user()
+    ref = _ref_or_none(request.args.get("regarding"))
+    record = _record_or_404(ref)
+    draft = DraftInput(regarding=ref)
+    if record is not None and record.email:
+        draft.to = str(Address(record.email, record.name))
+        draft.picked = {record.email.lower(): record.ref}
+    return _render_compose(draft, email=None)
+
+
+@blueprint.post("/compose")
+def create_email() -> Any:
+    """Save or send a new email."""
+    return _save_or_send(None)
+
+
+@blueprint.route("/emails/<int:email_id>/edit", methods=["GET", "POST"])
+def edit_email(email_id: int) -> Any:
+    """Reopen a draft in the compose panel, or save or send it."""
+    email = visible_email_or_404(email_id)
+    if email.status is not EmailStatus.DRAFT:
+        # Only drafts can change (S23); anything else opens read-only.
+        return redirect(url_for("engage.email_detail", email_id=email.id))
+    if request.method == "GET":
+        return _render_compose(DraftInput.from_email(email), email=email)
+    return _save_or_send(email)
+
+
+def _save_or_send(email: Email | None) -> Any:
+    user = sales_user()
+    if email is not None and email.owner_id != user.id:
+        abort(404)  # a manager may read the team's drafts, not write them
+    draft, errors = _draft_from_form()
+    sending = request.form.get("action") == "send"
+    errors.update(emails.check(draft, sending=sending))
+    if errors:
+        # Nothing is lost: the form comes back with everything as typed, and the stored
+        # draft (if any) is left as it was.
+        return _render_compose(draft, email=email, errors=errors, status=422)
+    session = current_engage.db.session
+    email = emails.save_draft(session, user, draft, email)
+    if sending:
+        emails.submit(session, user, email)
+        return _after_send(email)
+    notice = _("Draft saved.")
+    if not is_htmx():
+        flash(notice, "engage-success")
+        return redirect(url_for("engage.edit_email", email_id=email.id))
+    response = _render_compose(DraftInput.from_email(email), email=email, notice=notice)
+    response.headers["HX-Trigger"] = TIMELINE_CHANGED
+    return response
+
+
+@blueprint.post("/emails/<int:email_id>/delete")
+def delete_email(email_id: int) -> Any:
+    """Delete a draft."""
+    user = sales_user()
+    email = visible_email_or_404(email_id)
+    if email.owner_id != user.id or email.status is not EmailStatus.DRAFT:
+        abort(404)
+    regarding = email.regarding
+    session = current_engage.db.session
+    session.delete(email)
+    session.commit()
+    if is_htmx():
+        response = make_response(
+            render_template("engage/_compose_done.html", email=None, message=_("Draft deleted."))
+        )
+        response.headers["HX-Trigger"] = TIMELINE_CHANGED
+        return response
+    flash(_("Draft deleted."), "engage-success")
+    return redirect(_back_url(regarding))
+
+
+@blueprint.post("/emails/<int:email_id>/resend")
+def resend_email(email_id: int) -> Any:
+    """Try the failed copies of an email again."""
+    user = sales_user()
+    email = visible_email_or_404(email_id)
+    if email.owner_id != user.id:
+        abort(404)
+    if not prepare_resend(email):
+        abort(409)
+    current_engage.db.session.commit()
+    enqueue_delivery(email)
+    flash(_("Sending the failed copies again…"), "engage-success")
+    if is_htmx():
+        response = make_response(render_template("engage/_email_detail.html", email=email))
+        response.headers["HX-Trigger"] = TIMELINE_CHANGED
+        return response
+    return redirect(url_for("engage.email_detail", email_id=email.id))
+
+
+@blueprint.get("/activities/<int:activity_id>")
+def activity_item(activity_id: int) -> Any:
+    """One timeline entry, polled while its email is on its way."""
+    user = sales_user()
+    activity = current_engage.db.session.get(Activity, activity_id)
+    if activity is None or not can_see(user, activity.owner_id, activity.owner_team):
+        abort(404)
+    return render_template("engage/_activity.html", activity=activity)
+
+
+@blueprint.get("/records/search")
+def search_records() -> Any:
+    """Typeahead options: records matching the last entry typed in an address field."""
+    sales_user()
+    field = request.args.get("field", "to")
+    if field not in {"to", "cc", "bcc", "regarding_search"}:
+        abort(400)
+    typed = request.args.get(field, "")
+    # In an address field only the entry being typed (after the last comma) is searched.
+    query = typed.replace(";", ",").rsplit(",", 1)[-1].strip()
+    records = list(current_engage.records.search(query, limit=8)) if len(query) >= 2 else []
+    return render_template("engage/_record_options.html", records=records, field=field, query=query)

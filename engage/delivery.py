@@ -1,0 +1,280 @@
+"""Sending: from a queued email to one SMTP copy per recipient (DESIGN "Sending").
+
+Each To, Cc and Bcc recipient gets a copy of their own (so each can later get their own
+tracking tokens, SPEC S13). Every copy carries the To and Cc headers as written and never a Bcc
+header; the envelope names only that copy's recipient. All copies share one Message-ID, so a
+reply to any of them threads back to the email.
+
+The job, :func:`deliver`, is idempotent: a recipient whose copy was accepted is never sent
+again, and a Redis lock keeps two jobs for one email from running side by side. Transient
+failures (4xx, connection trouble) are retried with backoff; permanent ones (5xx) mark that
+recipient failed with the server's own words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from urllib.parse import unquote, urlsplit
+
+from flask import current_app
+
+from .extension import current_engage
+from .models import DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
+from .timeline import sync_email_activities
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where and how to reach the relay, read from ``ENGAGE_SMTP_URL``."""
+
+    host: str
+    port: int
+    security: str  # "plain", "starttls" or "ssl"
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 30.0) -> SmtpSettings:
+        """Read ``smtp://``, ``smtp+starttls://`` or ``smtps://`` URLs, with ``user:pass@``.
+
+        :raises ValueError: for another scheme or a URL without a host.
+        """
+        parts = urlsplit(url)
+        security = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "ssl"}.get(parts.scheme)
+        if security is None or not parts.hostname:
+            raise ValueError(
+                f"ENGAGE_SMTP_URL must look like smtp://host:port, smtp+starttls://… or "
+                f"smtps://…, not {url!r}"
+            )
+        default_port = {"plain": 25, "starttls": 587, "ssl": 465}[security]
+        return cls(
+            host=parts.hostname,
+            port=parts.port or default_port,
+            security=security,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            timeout=timeout,
+        )
+
+    def connect(self) -> smtplib.SMTP:
+        """An open, authenticated SMTP session."""
+        context = ssl.create_default_context()
+        if self.security == "ssl":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            if self.security == "starttls":
+                client.starttls(context=context)
+        if self.username:
+            client.login(self.username, self.password or "")
+        return client
+
+
+def build_message(email: Email, recipient: Party) -> EmailMessage:
+    """The copy of ``email`` that goes to ``recipient``: headers as written, no Bcc header."""
+    sender = email.parties_in(PartyRole.FROM)[0]
+    message = EmailMessage()
+    message["From"] = formataddr((sender.name, sender.address)) if sender.name else sender.address
+    to = email.parties_in(PartyRole.TO)
+    cc = email.parties_in(PartyRole.CC)
+    if to:
+        message["To"] = ", ".join(_header_address(p) for p in to)
+    if cc:
+        message["Cc"] = ", ".join(_header_address(p) for p in cc)
+    if not to and not cc:
+        # Only Bcc recipients: say so without naming anyone, as mail clients do.
+        message["To"] = "undisclosed-recipients:;"
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(email.submitted_at or utcnow())
+    message["Message-ID"] = email.message_id
+    message["X-Engage-Email"] = str(email.id)
+    message.set_content(email.text_body or " ")
+    if email.html_body:
+        message.add_alternative(_html_document(email.html_body), subtype="html")
+    return message
+
+
+def _header_address(party: Party) -> str:
+    return formataddr((party.name, party.address)) if party.name else party.address
+
+
+def _html_document(body: str) -> str:
+    return f'<!doctype html>\n<html><head><meta charset="utf-8"></head><body>{body}</body></html>\n'
+
+
+class _Transient(Exception):
+    """A failure worth trying again later."""
+
+
+def retry_delays() -> list[float]:
+    """Seconds to wait before each retry; the length is the number of retries."""
+    return [float(s) for s in current_app.config["ENGAGE_SMTP_RETRY_DELAYS"]]
+
+
+def deliver(email_id: int) -> str:
+    """The delivery job: send every copy of the email not yet accepted.
+
+    Returns what happened, for the job's result: ``sent``, ``partly_failed``, ``failed``,
+    ``retrying``, ``busy`` (another job holds the email) or ``nothing to do``.
+    """
+    lock = current_engage.redis.lock(f"engage:deliver:{email_id}", timeout=600)
+    if not lock.acquire(blocking=False):
+        return "busy"
+    try:
+        return _deliver(email_id)
+    finally:
+        lock.release()
+
+
+def _deliver(email_id: int) -> str:
+    session = current_engage.db.session
+    email = session.get(Email, email_id)
+    if email is None or email.status is not EmailStatus.SENDING:
+        return "nothing to do"
+    pending = [
+        p
+        for p in email.recipients
+        if p.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING)
+    ]
+    if pending:
+        settings = SmtpSettings.from_url(
+            current_app.config["ENGAGE_SMTP_URL"],
+            timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
+        )
+        _send_copies(email, pending, settings)
+    return _settle(email)
+
+
+def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> None:
+    session = current_engage.db.session
+    sender = email.parties_in(PartyRole.FROM)[0].address
+    client: smtplib.SMTP | None = None
+    try:
+        for party in pending:
+            try:
+                if client is None:
+                    client = _open(settings)
+                _send_one(client, email, party, sender)
+            except _Transient as exc:
+                party.delivery_state = DeliveryState.RETRYING
+                party.delivery_error = str(exc)
+                party.delivery_attempts += 1
+                if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
+                    client = None  # the connection is gone: open a new one for the next copy
+            # Commit after each copy, so a crash never forgets one that was accepted.
+            session.commit()
+    finally:
+        if client is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                client.quit()
+
+
+def _open(settings: SmtpSettings) -> smtplib.SMTP:
+    try:
+        return settings.connect()
+    except smtplib.SMTPResponseException as exc:
+        raise _Transient(_server_words(exc.smtp_code, exc.smtp_error)) from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _Transient(_connection_words(settings, exc)) from exc
+
+
+def _send_one(client: smtplib.SMTP, email: Email, party: Party, sender: str) -> None:
+    message = build_message(email, party)
+    try:
+        client.send_message(message, from_addr=sender, to_addrs=[party.address])
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, words = exc.recipients.get(party.address, (550, b"recipient refused"))
+        _record_refusal(party, code, words)
+        return
+    except smtplib.SMTPResponseException as exc:
+        _record_refusal(party, exc.smtp_code, exc.smtp_error)
+        return
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        raise _Transient(f"the connection to the mail server broke: {exc}") from exc
+    party.delivery_state = DeliveryState.SENT
+    party.delivery_error = None
+    party.delivered_at = utcnow()
+    party.delivery_attempts += 1
+
+
+def _record_refusal(party: Party, code: int, words: bytes | str) -> None:
+    reason = _server_words(code, words)
+    if 400 <= code < 500:
+        raise _Transient(reason)
+    party.delivery_state = DeliveryState.FAILED
+    party.delivery_error = reason
+    party.delivery_attempts += 1
+
+
+def _server_words(code: int, words: bytes | str) -> str:
+    text = words.decode("utf-8", "replace") if isinstance(words, bytes) else str(words)
+    return f"{code} {text}".strip()
+
+
+def _connection_words(settings: SmtpSettings, exc: BaseException) -> str:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"the mail server {settings.host}:{settings.port} did not answer in time"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"the mail server {settings.host}:{settings.port} refused the connection"
+    return f"the mail server {settings.host}:{settings.port} cannot be reached: {exc}"
+
+
+def _settle(email: Email) -> str:
+    """Decide what follows an attempt: a retry later, or the email's final status."""
+    session = current_engage.db.session
+    retrying = [p for p in email.recipients if p.delivery_state is DeliveryState.RETRYING]
+    if retrying:
+        attempts = max(p.delivery_attempts for p in retrying)
+        delays = retry_delays()
+        if attempts <= len(delays):
+            delay = delays[attempts - 1]
+            email.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            session.commit()
+            current_engage.queue.enqueue_in(
+                timedelta(seconds=delay), deliver, email.id, job_timeout=600
+            )
+            return "retrying"
+        for party in retrying:
+            party.delivery_state = DeliveryState.FAILED
+            party.delivery_error = (
+                f"{party.delivery_error} (gave up after {party.delivery_attempts} attempts)"
+            )
+    everyone_failed = all(p.delivery_state is DeliveryState.FAILED for p in email.recipients)
+    email.status = EmailStatus.FAILED if everyone_failed else EmailStatus.SENT
+    email.next_attempt_at = None
+    email.sent_at = email.sent_at or utcnow()
+    sync_email_activities(session, email)
+    session.commit()
+    return email.delivery_summary
+
+
+def enqueue_delivery(email: Email) -> None:
+    """Put the email's delivery on the queue (after the caller committed it as sending)."""
+    current_engage.queue.enqueue(deliver, email.id, job_timeout=600)
+
+
+def prepare_resend(email: Email) -> bool:
+    """Make the failed copies of a sent or failed email due again; the caller commits.
+
+    Returns ``False`` when no copy failed, so there is nothing to resend.
+    """
+    failed = [p for p in email.recipients if p.delivery_state is DeliveryState.FAILED]
+    if not failed:
+        return False
+    for party in failed:
+        party.delivery_state = DeliveryState.PENDING
+        party.delivery_error = None
+        party.delivery_attempts = 0
+    email.status = EmailStatus.SENDING
+    email.next_attempt_at = None
+    return True

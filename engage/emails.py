@@ -1,0 +1,161 @@
+"""Saving drafts and sending them: the steps behind the compose panel's Save and Send.
+
+The views hand over what the form carried as a :class:`DraftInput`; :func:`check` says what is
+wrong with it (field by field, in the user's words), :func:`save_draft` stores it and
+:func:`submit` turns a draft into a queued email.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from .compose import Address, clean_html, html_to_text, parse_addresses, subject_error, text_to_html
+from .delivery import enqueue_delivery
+from .extension import current_engage
+from .i18n import gettext as _
+from .models import Email, EmailStatus, Party, PartyRole, new_message_id, utcnow
+from .records import EngageUser, RecordRef
+from .timeline import sync_email_activities
+
+ADDRESS_FIELDS = (("to", PartyRole.TO), ("cc", PartyRole.CC), ("bcc", PartyRole.BCC))
+
+
+@dataclass
+class DraftInput:
+    """What the compose form carried, before any checking.
+
+    :param body_format: ``html`` from the rich editor, ``text`` from the plain textarea.
+    :param picked: records chosen in the typeahead, by the address they were picked with.
+    """
+
+    to: str = ""
+    cc: str = ""
+    bcc: str = ""
+    subject: str = ""
+    body: str = ""
+    body_format: str = "html"
+    regarding: RecordRef | None = None
+    picked: dict[str, RecordRef] = field(default_factory=dict)
+
+    @classmethod
+    def from_email(cls, email: Email) -> DraftInput:
+        """The form's values for a stored draft, to reopen it."""
+
+        def joined(role: PartyRole) -> str:
+            return ", ".join(_written(p) for p in email.parties_in(role))
+
+        return cls(
+            to=joined(PartyRole.TO),
+            cc=joined(PartyRole.CC),
+            bcc=joined(PartyRole.BCC),
+            subject=email.subject,
+            body=email.html_body,
+            body_format="html",
+            regarding=email.regarding,
+            picked={p.address.lower(): p.record for p in email.recipients if p.record},
+        )
+
+    def html(self) -> str:
+        """The body as sanitised HTML, whichever editor wrote it."""
+        source = self.body if self.body_format == "html" else text_to_html(self.body)
+        return clean_html(source)
+
+
+def _written(party: Party) -> str:
+    return str(Address(party.address, party.name))
+
+
+def check(draft: DraftInput, *, sending: bool) -> dict[str, str]:
+    """What is wrong with ``draft``, by form field; empty when it can be saved (or sent).
+
+    Saving needs readable addresses, a one-line subject and a body within the size limit.
+    Sending also needs at least one recipient.
+    """
+    errors: dict[str, str] = {}
+    count = 0
+    for name, _role in ADDRESS_FIELDS:
+        parsed = parse_addresses(getattr(draft, name))
+        count += len(parsed.valid)
+        if parsed.invalid:
+            errors[name] = _(
+                "Not a valid email address: %(entries)s", entries=", ".join(parsed.invalid)
+            )
+    if sending and count == 0 and not any(e in errors for e in ("to", "cc", "bcc")):
+        errors["to"] = _("Add at least one recipient to send. You can still save the draft.")
+    problem = subject_error(draft.subject)
+    if problem == "line break":
+        errors["subject"] = _("The subject must be one line: remove the line break.")
+    elif problem:
+        errors["subject"] = _("The subject is too long.")
+    limit_kb = int(current_app.config["ENGAGE_MAX_BODY_KB"])
+    if len(draft.body.encode("utf-8")) > limit_kb * 1024:
+        errors["body"] = _(
+            "The body is larger than %(limit)s KB. Shorten it, or attach long content as a file.",
+            limit=limit_kb,
+        )
+    return errors
+
+
+def _resolve(address: Address, picked: dict[str, RecordRef]) -> Address:
+    # The record chosen in the typeahead wins; otherwise the first record with this address
+    # (SPEC S2: a party that resolves to a record shows the email on that record's timeline).
+    ref = picked.get(address.address.lower())
+    if ref is None:
+        found = current_engage.records.find_by_email(address.address)
+        ref = found[0].ref if found else None
+    return Address(address.address, address.name, ref)
+
+
+def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Email | None) -> Email:
+    """Store ``draft`` as a new or updated draft owned by ``user`` and commit.
+
+    The caller has checked it with :func:`check`; only drafts can be changed.
+    """
+    if email is None:
+        email = Email(owner_id=user.id, owner_team=user.team, status=EmailStatus.DRAFT)
+        session.add(email)
+    if email.status is not EmailStatus.DRAFT:
+        raise ValueError("only drafts can be changed")
+    email.subject = draft.subject.strip()
+    email.html_body = draft.html()
+    email.text_body = html_to_text(email.html_body)
+    email.regarding = draft.regarding
+    email.updated_at = utcnow()
+    parties = [Party(role=PartyRole.FROM, address=user.email, name=user.name, position=0)]
+    for _name, role in ADDRESS_FIELDS:
+        for address in parse_addresses(getattr(draft, _name)).valid:
+            resolved = _resolve(address, draft.picked)
+            parties.append(
+                Party(
+                    role=role,
+                    address=resolved.address,
+                    name=resolved.name,
+                    record=resolved.record,
+                    position=len(parties),
+                )
+            )
+    email.parties = parties
+    session.flush()
+    sync_email_activities(session, email)
+    session.commit()
+    return email
+
+
+def submit(session: Session, user: EngageUser, email: Email) -> None:
+    """Send a saved draft: freeze it, give it its Message-ID and queue its delivery."""
+    if email.status is not EmailStatus.DRAFT:
+        raise ValueError("only a draft can be sent")
+    now = utcnow()
+    sender = email.parties_in(PartyRole.FROM)[0]
+    sender.address, sender.name = user.email, user.name
+    domain = current_app.config["ENGAGE_MESSAGE_ID_DOMAIN"] or user.email.rpartition("@")[2]
+    email.message_id = email.message_id or new_message_id(domain or "engage.invalid")
+    email.status = EmailStatus.SENDING
+    email.submitted_at = now
+    email.updated_at = now
+    sync_email_activities(session, email)
+    session.commit()
+    enqueue_delivery(email)
