@@ -12,6 +12,14 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from engage import FollowPreference
 
+try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice.
+    from wtforms import SelectChoice as _Choice
+except ImportError:  # pragma: no cover - WTForms < 3.3
+
+    def _Choice(value: str, label: object) -> tuple[str, object]:  # type: ignore[no-redef]  # noqa: N802
+        return (value, label)
+
+
 # Codes that babel lists as territories but that are no country a letter can be sent to.
 _NOT_COUNTRIES = frozenset({"EU", "EZ", "QO", "UN", "XA", "XB", "ZZ"})
 
@@ -62,8 +70,8 @@ class PersonSettingsForm(FlaskForm):
     follow_preference = RadioField(
         _l("Follow email"),
         choices=[
-            (FollowPreference.ALLOW.value, _l("Allow")),
-            (FollowPreference.DO_NOT_ALLOW.value, _l("Do not allow")),
+            _Choice(FollowPreference.ALLOW.value, _l("Allow")),
+            _Choice(FollowPreference.DO_NOT_ALLOW.value, _l("Do not allow")),
         ],
         validators=[DataRequired(_l("Choose whether emails to this person may be followed."))],
     )

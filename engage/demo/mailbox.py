@@ -160,10 +160,12 @@ def _content(part: EmailMessage | None) -> str | None:
     if part is None:
         return None
     try:
-        return str(part.get_content())
+        text = str(part.get_content())
     except (LookupError, UnicodeError):
         payload = part.get_payload(decode=True) or b""
-        return bytes(payload).decode("utf-8", "replace")
+        text = bytes(payload).decode("utf-8", "replace")
+    # SMTP carries CRLF line ends; the page wants plain newlines.
+    return text.replace("\r\n", "\n")
 
 
 def attachment_parts(message: EmailMessage) -> list[EmailMessage]:

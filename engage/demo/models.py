@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from flask_login import UserMixin
@@ -23,6 +24,13 @@ class DemoBase(DeclarativeBase):
 
 db = SQLAlchemy(model_class=DemoBase)
 
+# Flask-SQLAlchemy builds ``db.Model`` at run time, out of sight of type checkers; to them the
+# demo's models derive from the declarative base it is made from.
+if TYPE_CHECKING:
+    Model = DemoBase
+else:
+    Model = db.Model
+
 #: The role strings a demo user can hold; ``none`` is a user who may not use email features.
 USER_ROLES = ("salesperson", "sales_manager", "admin", "none")
 
@@ -31,7 +39,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A person who signs in to the demo CRM."""
 
     __tablename__ = "demo_user"
@@ -97,7 +105,7 @@ class _PersonColumns(_PostalAddressColumns):
         return " ".join(p for p in (self.first_name, self.last_name) if p)
 
 
-class Account(_PostalAddressColumns, db.Model):
+class Account(_PostalAddressColumns, Model):
     """A customer organisation."""
 
     __tablename__ = "demo_account"
@@ -117,7 +125,7 @@ class Account(_PostalAddressColumns, db.Model):
     )
 
 
-class Contact(_PersonColumns, db.Model):
+class Contact(_PersonColumns, Model):
     """A person at an account."""
 
     __tablename__ = "demo_contact"
@@ -131,7 +139,7 @@ class Contact(_PersonColumns, db.Model):
     owner: Mapped[User] = relationship()
 
 
-class Lead(_PersonColumns, db.Model):
+class Lead(_PersonColumns, Model):
     """A prospective customer who is not an account yet."""
 
     __tablename__ = "demo_lead"
@@ -147,7 +155,7 @@ class Lead(_PersonColumns, db.Model):
 OPPORTUNITY_STAGES = ("qualify", "develop", "propose", "close")
 
 
-class Opportunity(db.Model):
+class Opportunity(Model):
     """A possible sale to an account."""
 
     __tablename__ = "demo_opportunity"
@@ -168,7 +176,7 @@ class Opportunity(db.Model):
     owner: Mapped[User] = relationship()
 
 
-class MailMessage(db.Model):
+class MailMessage(Model):
     """One message the demo's SMTP sink received, kept whole so it can be read later.
 
     Subject and header addresses are copied out of the raw bytes when the message arrives, so
@@ -198,7 +206,7 @@ class MailMessage(db.Model):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class MailRecipient(db.Model):
+class MailRecipient(Model):
     """One envelope recipient of a received message (Bcc recipients included)."""
 
     __tablename__ = "demo_mail_recipient"

@@ -33,7 +33,7 @@ def record_path(record_type: str, record_id: int | str) -> str:
     path is built from the URL map directly; engage accepts a path as a record URL.
     """
     endpoint = RECORD_ENDPOINTS[record_type]
-    values = {"record_id": int(record_id)}
+    values: dict[str, Any] = {"record_id": int(record_id)}
     if has_request_context():
         return url_for(endpoint, **values)
     adapter = current_app.url_map.bind(

@@ -14,6 +14,9 @@ import sqlalchemy as sa
 
 from .models import Account, Contact, Lead, Opportunity, User, db
 
+#: street, city, postal code, region, country (ISO 3166-1 alpha-2)
+Address = tuple[str, str, str, str, str]
+
 TEAM_NORTH = "Team North"
 TEAM_SOUTH = "Team South"
 
@@ -149,7 +152,9 @@ ACCOUNTS = [
 ]
 
 # (key, first, last, email, phone, job title, account, address or None, follow, language, owner)
-CONTACTS = [
+CONTACTS: list[
+    tuple[str, str, str, str, str | None, str, str, Address | None, str, str | None, str]
+] = [
     (
         "ada",
         "Ada",
@@ -362,7 +367,7 @@ CONTACTS = [
 ]
 
 # (key, first, last, email, phone, company, address or None, follow, language, owner)
-LEADS = [
+LEADS: list[tuple[str, str, str, str, str | None, str, Address | None, str, str | None, str]] = [
     (
         "tim",
         "Tim",
@@ -490,7 +495,7 @@ OPPORTUNITIES = [
 ]
 
 
-def _address(parts: tuple[str, str, str, str, str] | None) -> dict[str, str]:
+def _address(parts: Address | None) -> dict[str, str]:
     street, city, postal_code, region, country = parts or ("", "", "", "", "")
     return {
         "street": street,
@@ -503,7 +508,7 @@ def _address(parts: tuple[str, str, str, str, str] | None) -> dict[str, str]:
 
 def is_seeded() -> bool:
     """Whether the demo database already holds users (then it is left as it is)."""
-    return db.session.scalar(sa.select(sa.func.count()).select_from(User)) > 0
+    return bool(db.session.scalar(sa.select(sa.func.count()).select_from(User)))
 
 
 def seed() -> None:
@@ -514,72 +519,67 @@ def seed() -> None:
     """
     if is_seeded():
         return
-    users: dict[str, User] = {}
-    for key, name, email, role, team, timezone in USERS:
-        users[key] = User(name=name, email=email, role=role, team=team, timezone=timezone)
-    db.session.add_all(users.values())
-
-    accounts: dict[str, Account] = {}
-    for key, name, email, phone, address, owner in ACCOUNTS:
-        accounts[key] = Account(
-            name=name, email=email, phone=phone, owner=users[owner], **_address(address)
-        )
-    db.session.add_all(accounts.values())
-
-    contacts: dict[str, Contact] = {}
-    for (
-        key,
-        first,
-        last,
-        email,
-        phone,
-        title,
-        account,
-        address,
-        follow,
-        language,
-        owner,
-    ) in CONTACTS:
-        contacts[key] = Contact(
-            first_name=first,
-            last_name=last,
-            email=email,
-            phone=phone,
-            job_title=title,
+    users = {
+        key: User(name=name, email=email, role=role, team=team, timezone=timezone)
+        for key, name, email, role, team, timezone in USERS
+    }
+    accounts = {
+        key: Account(name=name, email=email, phone=phone, owner=users[owner], **_address(address))
+        for key, name, email, phone, address, owner in ACCOUNTS
+    }
+    contacts = {row[0]: _contact(row, users, accounts) for row in CONTACTS}
+    leads = [_lead(row, users) for row in LEADS]
+    opportunities = [
+        Opportunity(
+            name=name,
             account=accounts[account],
-            follow_preference=follow,
-            language=language,
+            primary_contact=contacts[contact],
+            amount=Decimal(amount),
+            currency=currency,
+            stage=stage,
+            won=won,
             owner=users[owner],
-            **_address(address),
         )
-    db.session.add_all(contacts.values())
-
-    for _key, first, last, email, phone, company, address, follow, language, owner in LEADS:
-        db.session.add(
-            Lead(
-                first_name=first,
-                last_name=last,
-                email=email,
-                phone=phone,
-                company=company,
-                follow_preference=follow,
-                language=language,
-                owner=users[owner],
-                **_address(address),
-            )
-        )
-
-    for name, account, contact, amount, currency, stage, won, owner in OPPORTUNITIES:
-        db.session.add(
-            Opportunity(
-                name=name,
-                account=accounts[account],
-                primary_contact=contacts[contact],
-                amount=Decimal(amount),
-                currency=currency,
-                stage=stage,
-                won=won,
-                owner=users[owner],
-            )
-        )
+        for name, account, contact, amount, currency, stage, won, owner in OPPORTUNITIES
+    ]
+    for group in (users.values(), accounts.values(), contacts.values(), leads, opportunities):
+        db.session.add_all(group)
     db.session.commit()
+
+
+def _contact(
+    row: tuple[str, str, str, str, str | None, str, str, Address | None, str, str | None, str],
+    users: dict[str, User],
+    accounts: dict[str, Account],
+) -> Contact:
+    _key, first, last, email, phone, title, account, address, follow, language, owner = row
+    return Contact(
+        first_name=first,
+        last_name=last,
+        email=email,
+        phone=phone,
+        job_title=title,
+        account=accounts[account],
+        follow_preference=follow,
+        language=language,
+        owner=users[owner],
+        **_address(address),
+    )
+
+
+def _lead(
+    row: tuple[str, str, str, str, str | None, str, Address | None, str, str | None, str],
+    users: dict[str, User],
+) -> Lead:
+    _key, first, last, email, phone, company, address, follow, language, owner = row
+    return Lead(
+        first_name=first,
+        last_name=last,
+        email=email,
+        phone=phone,
+        company=company,
+        follow_preference=follow,
+        language=language,
+        owner=users[owner],
+        **_address(address),
+    )
