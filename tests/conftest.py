@@ -196,24 +196,51 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
+def start_smtp_sink() -> Iterator[Any]:
+    """Start real SMTP servers: ``start_smtp_sink(port=None, refuse={address: "550 words"})``.
+
+    ``refuse`` makes the server answer RCPT TO for those addresses with the given reply, so a
+    test can have one recipient fail permanently (5xx) or transiently (4xx).
+    """
     from aiosmtpd.controller import Controller
 
-    sink = SmtpSink("127.0.0.1", free_port())
+    controllers: list[Any] = []
 
-    class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            sink.messages.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
-            )
-            return "250 Message accepted"
+    def start(port: int | None = None, refuse: dict[str, str] | None = None) -> SmtpSink:
+        sink = SmtpSink("127.0.0.1", port or free_port())
+        refusals = {k.lower(): v for k, v in (refuse or {}).items()}
 
-    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
-    controller.start()
-    try:
-        yield sink
-    finally:
-        controller.stop()
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: ANN001
+                if address.lower() in refusals:
+                    return refusals[address.lower()]
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                sink.messages.append(
+                    Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                )
+                return "250 Message accepted"
+
+        controller = Controller(Handler(), hostname=sink.host, port=sink.port)
+        controller.start()
+        controllers.append(controller)
+        sink.stop = controller.stop  # type: ignore[attr-defined]
+        return sink
+
+    yield start
+    for controller in controllers:
+        try:
+            controller.stop()
+        except (AssertionError, RuntimeError):
+            pass  # already stopped by the test
+
+
+@pytest.fixture
+def smtp_sink(start_smtp_sink: Any) -> SmtpSink:
+    """A running SMTP sink that accepts everything."""
+    return start_smtp_sink()
 
 
 # -- A web server for the browser ------------------------------------------------------------

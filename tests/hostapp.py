@@ -74,7 +74,7 @@ class Customers:
                 FollowPreference.ALLOW if c.tracking_ok else FollowPreference.DO_NOT_ALLOW
             ),
             owner_id=str(c.owner_id) if c.owner_id else None,
-            url=url_for("customer_page", customer_id=c.id),
+            url=f"/customers/{c.id}",  # no url_for: workers call this outside a request
             type_label="Customer",
         )
 
@@ -116,6 +116,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=os.environ.get("HOSTAPP_DATABASE_URL", "sqlite://"),
         ENGAGE_URL_PREFIX="/crm/engage",
         ENGAGE_REDIS_URL=os.environ.get("ENGAGE_REDIS_URL"),
+        ENGAGE_SMTP_URL=os.environ.get("ENGAGE_SMTP_URL", "smtp://127.0.0.1:25"),
     )
     app.config.update(config or {})
 

@@ -1,0 +1,284 @@
+"""Delivery over the SMTP wire, against a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from rq.registry import ScheduledJobRegistry
+
+from engage import current_engage
+from engage.delivery import SmtpSettings, deliver
+from engage.emails import DraftInput, save_draft, submit
+from engage.models import DeliveryState, Email, EmailStatus
+from engage.records import EngageUser, RecordRef
+from tests.conftest import free_port
+from tests.hostapp import db
+from tests.support import sign_in
+
+ROOT = Path(__file__).resolve().parent.parent
+SAM = EngageUser(
+    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
+)
+
+
+def send(
+    app,
+    *,
+    to="Ada Lovelace <ada@example.com>",
+    cc="grace@example.com",
+    bcc="bcc@example.com",
+    subject="Quarterly review",
+    html=None,
+) -> int:
+    with app.app_context():
+        draft = DraftInput(
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            subject=subject,
+            body=html
+            or '<div>Hello <strong>Ada</strong>, see <a href="https://example.com/q3">Q3</a></div>',
+            regarding=RecordRef("customer", "1"),
+        )
+        email = save_draft(db.session, SAM, draft, None)
+        submit(db.session, SAM, email)
+        return email.id
+
+
+def run_delivery(app, email_id: int) -> str:
+    with app.app_context():
+        return deliver(email_id)
+
+
+def load(app, email_id: int) -> Email:
+    with app.app_context():
+        email = db.session.get(Email, email_id)
+        _ = [p.delivery_state for p in email.parties]
+        db.session.expunge_all()
+        return email
+
+
+@pytest.fixture
+def smtp_app(app, smtp_sink):
+    app.config["ENGAGE_SMTP_URL"] = smtp_sink.url
+    app.config["ENGAGE_SMTP_RETRY_DELAYS"] = (1, 1)
+    app.config["ENGAGE_SMTP_TIMEOUT"] = 5
+    return app
+
+
+def test_each_recipient_gets_one_copy_with_to_and_cc_as_written_and_no_bcc(
+    smtp_app, smtp_sink, redis_client
+):
+    email_id = send(smtp_app)
+    assert run_delivery(smtp_app, email_id) == "sent"
+    assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == [
+        "ada@example.com",
+        "bcc@example.com",
+        "grace@example.com",
+    ]
+    assert all(len(m.rcpt_tos) == 1 for m in smtp_sink.messages)
+    ids = set()
+    for received in smtp_sink.messages:
+        message: Message = received.message
+        assert received.mail_from == "sam@host.test"
+        assert message["From"] == "Sam Seller <sam@host.test>"
+        assert message["To"] == "Ada Lovelace <ada@example.com>"
+        assert message["Cc"] == "grace@example.com"
+        assert message["Bcc"] is None
+        assert b"bcc@example.com" not in received.data  # not even in the Bcc'd copy's headers
+        assert message["Subject"] == "Quarterly review"
+        assert message["Date"]
+        ids.add(message["Message-ID"])
+        assert message.get_content_type() == "multipart/alternative"
+        text, html = message.get_payload()
+        assert text.get_content_type() == "text/plain"
+        assert (
+            "Hello Ada, see Q3 (https://example.com/q3)" in text.get_payload(decode=True).decode()
+        )
+        assert html.get_content_type() == "text/html"
+        assert 'href="https://example.com/q3"' in html.get_payload(decode=True).decode()
+    assert len(ids) == 1 and ids == {load(smtp_app, email_id).message_id}
+    email = load(smtp_app, email_id)
+    assert email.status is EmailStatus.SENT and email.sent_at is not None
+    assert all(p.delivery_state is DeliveryState.SENT for p in email.recipients)
+
+
+def test_a_retried_or_duplicated_job_never_sends_a_copy_twice(smtp_app, smtp_sink, redis_client):
+    email_id = send(smtp_app)
+    run_delivery(smtp_app, email_id)
+    assert run_delivery(smtp_app, email_id) == "nothing to do"
+    with smtp_app.app_context():
+        current_engage.queue.enqueue(deliver, email_id)
+    assert len(smtp_sink.messages) == 3
+
+
+def test_a_second_job_for_the_same_email_stands_back_while_one_runs(
+    smtp_app, smtp_sink, redis_client
+):
+    email_id = send(smtp_app)
+    with smtp_app.app_context():
+        lock = current_engage.redis.lock(f"engage:deliver:{email_id}", timeout=60)
+        assert lock.acquire(blocking=False)
+        assert deliver(email_id) == "busy"
+        lock.release()
+    assert smtp_sink.messages == []
+
+
+def test_a_5xx_recipient_fails_with_the_servers_words_while_the_others_get_theirs(
+    app, start_smtp_sink, redis_client
+):
+    sink = start_smtp_sink(refuse={"grace@example.com": "550 5.1.1 No such user here"})
+    app.config["ENGAGE_SMTP_URL"] = sink.url
+    email_id = send(app)
+    assert run_delivery(app, email_id) == "partly_failed"
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["ada@example.com", "bcc@example.com"]
+    email = load(app, email_id)
+    grace = next(p for p in email.recipients if p.address == "grace@example.com")
+    assert grace.delivery_state is DeliveryState.FAILED
+    assert grace.delivery_error == "550 5.1.1 No such user here"
+    client = sign_in(app.test_client(), 1)
+    timeline = client.get("/crm/engage/timeline/customer/2").get_data(as_text=True)
+    assert "Partly failed" in timeline and "550 5.1.1 No such user here" in timeline
+
+
+def test_a_4xx_recipient_is_retried_later_and_delivered_then(app, start_smtp_sink, redis_client):
+    port = free_port()
+    sink = start_smtp_sink(
+        port=port, refuse={"ada@example.com": "451 4.7.1 Greylisted, come back later"}
+    )
+    app.config.update(ENGAGE_SMTP_URL=sink.url, ENGAGE_SMTP_RETRY_DELAYS=(1, 1))
+    email_id = send(app)
+    assert run_delivery(app, email_id) == "retrying"
+    ada = next(p for p in load(app, email_id).recipients if p.address == "ada@example.com")
+    assert ada.delivery_state is DeliveryState.RETRYING
+    assert "451 4.7.1 Greylisted" in ada.delivery_error
+    sink.stop()
+    sink = start_smtp_sink(port=port)  # the relay lets it through now
+    assert run_delivery(app, email_id) == "sent"
+    assert [m.rcpt_tos for m in sink.messages] == [["ada@example.com"]]
+
+
+def test_relay_down_shows_retrying_then_a_retry_succeeds(app, start_smtp_sink, redis_client):
+    port = free_port()  # nothing listens there yet: connection refused
+    app.config.update(ENGAGE_SMTP_URL=f"smtp://127.0.0.1:{port}", ENGAGE_SMTP_RETRY_DELAYS=(30, 30))
+    email_id = send(app)
+    assert run_delivery(app, email_id) == "retrying"
+    email = load(app, email_id)
+    assert email.delivery_summary == "retrying" and email.next_attempt_at is not None
+    assert all("refused the connection" in p.delivery_error for p in email.recipients)
+    with app.app_context():
+        assert len(ScheduledJobRegistry(queue=current_engage.queue)) == 1
+    client = sign_in(app.test_client(), 1)
+    assert "Retrying" in client.get("/crm/engage/timeline/customer/1").get_data(as_text=True)
+    assert "next attempt" in client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
+
+    sink = start_smtp_sink(port=port)
+    assert run_delivery(app, email_id) == "sent"
+    assert len(sink.messages) == 3
+
+
+def test_relay_down_for_good_ends_failed_with_the_reason_and_resend_delivers(
+    app, start_smtp_sink, redis_client
+):
+    port = free_port()
+    app.config.update(ENGAGE_SMTP_URL=f"smtp://127.0.0.1:{port}", ENGAGE_SMTP_RETRY_DELAYS=(1, 1))
+    email_id = send(app)
+    assert [run_delivery(app, email_id) for _ in range(3)] == ["retrying", "retrying", "failed"]
+    email = load(app, email_id)
+    assert email.status is EmailStatus.FAILED
+    assert all("gave up after 3 attempts" in p.delivery_error for p in email.recipients)
+    client = sign_in(app.test_client(), 1)
+    detail = client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
+    assert "Resend to the failed recipients" in detail
+    assert email.subject == "Quarterly review" and "Hello" in email.html_body  # nothing lost
+
+    sink = start_smtp_sink(port=port)
+    token = __import__("re").search(r'name="csrf_token" value="([^"]+)"', detail).group(1)
+    assert (
+        client.post(f"/crm/engage/emails/{email_id}/resend", data={"csrf_token": token}).status_code
+        == 302
+    )
+    assert run_delivery(app, email_id) == "sent"
+    assert len(sink.messages) == 3
+
+
+def test_the_worker_started_from_the_rq_cli_delivers_what_the_endpoint_queued(
+    app, smtp_sink, database_url, redis_url, redis_client
+):
+    app.config["ENGAGE_SMTP_URL"] = smtp_sink.url
+    client = sign_in(app.test_client(), 1)
+    page = client.get("/crm/engage/compose?regarding=customer:1").get_data(as_text=True)
+    token = __import__("re").search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post(
+        "/crm/engage/compose",
+        data={
+            "csrf_token": token,
+            "action": "send",
+            "regarding": "customer:1",
+            "body_format": "text",
+            "to": "ada@example.com",
+            "cc": "grace@example.com",
+            "subject": "Via the worker",
+            "body": "Hello from the queue",
+        },
+    )
+    assert response.status_code == 302
+    env = {
+        **os.environ,
+        "FLASK_APP": "tests.hostapp:create_app()",
+        "HOSTAPP_DATABASE_URL": database_url,
+        "ENGAGE_REDIS_URL": redis_url,
+        "ENGAGE_SMTP_URL": smtp_sink.url,
+    }
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "rq"),
+            "worker",
+            "--burst",
+            "--with-scheduler",
+            "-w",
+            "engage.worker.EngageWorker",
+            "--url",
+            redis_url,
+            "engage",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == [
+        "ada@example.com",
+        "grace@example.com",
+    ], done.stdout + done.stderr
+    for customer in (1, 2):
+        timeline = client.get(f"/crm/engage/timeline/customer/{customer}").get_data(as_text=True)
+        assert "Via the worker" in timeline and "Sent" in timeline
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.example.com", ("mail.example.com", 25, "plain", None, None)),
+        (
+            "smtp+starttls://u%40x:p%3Aw@mail.example.com",
+            ("mail.example.com", 587, "starttls", "u@x", "p:w"),
+        ),
+        ("smtps://mail.example.com:2465", ("mail.example.com", 2465, "ssl", None, None)),
+    ],
+)
+def test_smtp_urls_name_host_port_security_and_credentials(url, expected):
+    s = SmtpSettings.from_url(url)
+    assert (s.host, s.port, s.security, s.username, s.password) == expected
+
+
+def test_an_unknown_smtp_scheme_is_refused_with_the_expected_forms():
+    with pytest.raises(ValueError, match="smtp\\+starttls"):
+        SmtpSettings.from_url("http://mail.example.com")
