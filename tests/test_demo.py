@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from email import message_from_bytes
+from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from flask.testing import FlaskClient
 
 from engage import FollowPreference, PostalAddress, RecordAdapter, RecordRef
 from engage.demo import create_app
-from engage.demo.mailbox import start_smtp_sink
+from engage.demo.mailbox import framed_html, start_smtp_sink
 from engage.demo.models import Contact, Lead, MailMessage, Opportunity, User, db
 from engage.demo.records import DemoRecords
 from engage.demo.seed import USERS
@@ -551,3 +553,74 @@ def test_the_runner_serves_the_demo_and_stops_everything_on_sigterm(tmp_path: Pa
     assert "exited with code" not in output
     assert not (tmp_path / "redis.sock").exists()
     assert (tmp_path / "redis.rdb").exists()  # the queue state was saved
+
+
+def test_a_recipient_replies_from_the_mailbox_and_the_reply_threads_to_the_original(
+    app: Flask, client: FlaskClient
+) -> None:
+    controller = start_smtp_sink(app, "127.0.0.1", 0)
+    try:
+        send_demo_mail(controller.port, "Angebot", ["j.mueller@isar-maschinenbau.example.de"])
+    finally:
+        controller.stop()
+    original = db.session.scalars(sa.select(MailMessage)).one()
+    sign_in(client)
+
+    page = client.get(
+        f"/mailbox/{original.id}?recipient=j.mueller@isar-maschinenbau.example.de"
+    ).get_data(as_text=True)
+    assert '<label for="reply_as">Reply as</label>' in page
+    assert '<label for="text">Your reply</label>' in page
+
+    response = client.post(
+        f"/mailbox/{original.id}/reply",
+        data={
+            "reply_as": "j.mueller@isar-maschinenbau.example.de",
+            "text": "Danke, passt gut!",
+        },
+    )
+    assert response.status_code == 302
+    reply = db.session.scalars(sa.select(MailMessage).where(MailMessage.id != original.id)).one()
+    assert response.location == f"/mailbox/{reply.id}"
+    assert reply.subject == "Re: Angebot"
+    assert reply.envelope_from == "j.mueller@isar-maschinenbau.example.de"
+    assert [r.address for r in reply.recipients] == ["mia.berg@crm.example.com"]
+    parsed = message_from_bytes(reply.raw, policy=email_policy.default)
+    assert parsed["In-Reply-To"] == "<demo-test@crm.example.com>"
+    assert parsed["References"] == "<demo-test@crm.example.com>"
+    assert str(parsed["From"]) == "Jürgen Müller <j.mueller@isar-maschinenbau.example.de>"
+    body = parsed.get_body(preferencelist=("plain",)).get_content()
+    assert body.startswith("Danke, passt gut!")
+    assert "> Hallo Jürgen," in body
+
+    shown = client.get(response.location).get_data(as_text=True)
+    assert "Reply sent to mia.berg@crm.example.com" in shown
+    assert "Danke, passt gut!" in shown
+
+
+def test_a_reply_needs_text_and_one_of_the_recipients(app: Flask, client: FlaskClient) -> None:
+    controller = start_smtp_sink(app, "127.0.0.1", 0)
+    try:
+        send_demo_mail(controller.port, "Angebot", ["ada@example.com"])
+    finally:
+        controller.stop()
+    original = db.session.scalars(sa.select(MailMessage)).one()
+    sign_in(client)
+    empty = client.post(
+        f"/mailbox/{original.id}/reply", data={"reply_as": "ada@example.com", "text": ""}
+    )
+    assert empty.status_code == 400
+    assert "Write a few words" in empty.get_data(as_text=True)
+    stranger = client.post(
+        f"/mailbox/{original.id}/reply", data={"reply_as": "eve@example.com", "text": "Hi"}
+    )
+    assert stranger.status_code == 400
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(MailMessage)) == 1
+
+
+def test_links_in_a_framed_message_open_outside_the_frame() -> None:
+    document = "<!doctype html><html><head><meta charset='utf-8'></head><body>x</body></html>"
+    framed = framed_html(document)
+    assert framed.startswith("<!doctype html>")  # no quirks mode
+    assert '<head><base target="_blank">' in framed
+    assert framed_html("<p>x</p>") == '<base target="_blank"><p>x</p>'

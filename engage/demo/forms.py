@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from babel import Locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, RadioField, StringField
+from wtforms import IntegerField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from engage import FollowPreference
 
 try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice.
-    from wtforms import SelectChoice as _Choice
+    from wtforms import SelectChoice
 except ImportError:  # pragma: no cover - WTForms < 3.3
+    SelectChoice = None
 
-    def _Choice(value: str, label: object) -> tuple[str, object]:  # type: ignore[no-redef]  # noqa: N802
-        return (value, label)
+
+def choice(value: str, label: Any) -> Any:
+    """One option of a select or radio field, in the form this WTForms version prefers."""
+    return (value, label) if SelectChoice is None else SelectChoice(value, label)
 
 
 # Codes that babel lists as territories but that are no country a letter can be sent to.
@@ -70,8 +74,8 @@ class PersonSettingsForm(FlaskForm):
     follow_preference = RadioField(
         _l("Follow email"),
         choices=[
-            _Choice(FollowPreference.ALLOW.value, _l("Allow")),
-            _Choice(FollowPreference.DO_NOT_ALLOW.value, _l("Do not allow")),
+            choice(FollowPreference.ALLOW.value, _l("Allow")),
+            choice(FollowPreference.DO_NOT_ALLOW.value, _l("Do not allow")),
         ],
         validators=[DataRequired(_l("Choose whether emails to this person may be followed."))],
     )
@@ -80,3 +84,13 @@ class PersonSettingsForm(FlaskForm):
         """Accept only a known ISO 3166-1 alpha-2 code: geocoding and holidays need one."""
         if field.data and field.data not in country_names():
             raise ValidationError(_l("Enter a two-letter country code, such as US, DE or JP."))
+
+
+class ReplyForm(FlaskForm):
+    """Answer a message in the demo mailbox as one of its recipients."""
+
+    reply_as = SelectField(_l("Reply as"), validate_choice=True)
+    text = TextAreaField(
+        _l("Your reply"),
+        validators=[DataRequired(_l("Write a few words to reply with.")), Length(max=20000)],
+    )

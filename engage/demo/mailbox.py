@@ -9,17 +9,19 @@ whichever process (web server, RQ worker) sent it and whichever thread runs the 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import formataddr, formatdate, getaddresses, make_msgid
 from typing import Any
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from .models import MailMessage, MailRecipient, db, prepare_engine
 
@@ -42,7 +44,11 @@ def _header(message: EmailMessage, name: str) -> str:
 
 
 def store_message(
-    session: Session, raw: bytes, *, envelope_from: str, envelope_to: list[str]
+    session: Session | scoped_session[Any],
+    raw: bytes,
+    *,
+    envelope_from: str,
+    envelope_to: list[str],
 ) -> MailMessage:
     """Keep one received message with its envelope; the caller commits ``session``."""
     message = parse_message(raw)
@@ -203,4 +209,60 @@ def framed_html(html: str) -> str:
     reader lands on the real page (through engage's click tracking) with scripts allowed there,
     while the message itself runs no script.
     """
-    return '<base target="_blank">' + html
+    base = '<base target="_blank">'
+    # Inside <head> when there is one: before the doctype it would put the frame in quirks mode.
+    for opening in (_HEAD, _HTML):
+        if match := opening.search(html):
+            return html[: match.end()] + base + html[match.end() :]
+    return base + html
+
+
+_HEAD = re.compile(r"<head(?:\s[^>]*)?>", re.IGNORECASE)
+_HTML = re.compile(r"<html(?:\s[^>]*)?>", re.IGNORECASE)
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+def build_reply(raw: bytes, *, reply_as: str, text: str, name: str = "") -> EmailMessage:
+    """A reply to the message in ``raw``, written by its recipient ``reply_as``.
+
+    It threads the way mail clients do (``In-Reply-To`` and ``References`` name the original
+    ``Message-ID``), goes to the original's ``Reply-To`` or else its ``From``, and quotes the
+    original text below the reply.
+
+    :param raw: the message being answered.
+    :param reply_as: the address of the recipient who answers.
+    :param text: what they write.
+    :param name: their display name, if known.
+    """
+    original = parse_message(raw)
+    reply = EmailMessage()
+    reply["From"] = formataddr((name, reply_as)) if name else reply_as
+    reply["To"] = _header(original, "Reply-To") or _header(original, "From")
+    subject = _header(original, "Subject")
+    reply["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    reply["Date"] = formatdate(localtime=False)
+    domain = reply_as.rpartition("@")[2] or "demo-mailbox.localhost"
+    reply["Message-ID"] = make_msgid(domain=domain)
+    if message_id := _header(original, "Message-ID").strip():
+        reply["In-Reply-To"] = message_id
+        references = _header(original, "References").split()
+        reply["References"] = " ".join([*references, message_id])
+    body = text.replace("\r\n", "\n").rstrip() + "\n"
+    original_text = _content(original.get_body(preferencelist=("plain",)))  # type: ignore[arg-type]
+    if original_text:
+        intro = f"{_header(original, 'Date') or 'Earlier'}, {_header(original, 'From')} wrote:"
+        body += f"\n{intro}\n{_quoted(original_text)}\n"
+    reply.set_content(body)
+    return reply
+
+
+def reply_recipients(reply: EmailMessage) -> list[str]:
+    """The envelope recipients of a reply: every address in its To and Cc headers."""
+    return [
+        address
+        for _name, address in getaddresses(reply.get_all("To", []) + reply.get_all("Cc", []))
+        if address
+    ]

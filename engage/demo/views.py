@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import policy
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,8 +22,23 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from engage import RecordRef
 
-from .forms import PersonSettingsForm, SignInForm, SignOutForm, country_names
-from .mailbox import attachment_parts, framed_html, parse_message, view_message
+from .forms import (
+    PersonSettingsForm,
+    ReplyForm,
+    SignInForm,
+    SignOutForm,
+    choice,
+    country_names,
+)
+from .mailbox import (
+    attachment_parts,
+    build_reply,
+    framed_html,
+    parse_message,
+    reply_recipients,
+    store_message,
+    view_message,
+)
 from .models import (
     Account,
     Contact,
@@ -33,6 +49,7 @@ from .models import (
     User,
     db,
 )
+from .records import DemoRecords
 
 blueprint = Blueprint(
     "demo",
@@ -253,19 +270,72 @@ def mailbox() -> str:
     )
 
 
-@blueprint.get("/mailbox/<int:message_id>")
-@login_required
-def mail_message(message_id: int) -> str:
-    """One received message: headers, text part, and HTML part in a sandboxed frame."""
-    message = _get_or_404(MailMessage, message_id)
+def _reply_form(message: MailMessage, reading_as: str) -> ReplyForm:
+    addresses = [r.address for r in message.recipients]
+    form = ReplyForm()
+    form.reply_as.choices = [choice(a, a) for a in addresses]
+    if request.method == "GET":
+        wanted = reading_as.casefold()
+        form.reply_as.data = next((a for a in addresses if a.casefold() == wanted), None) or (
+            addresses[0] if addresses else None
+        )
+    return form
+
+
+def _render_message(message: MailMessage, form: ReplyForm, reading_as: str) -> str:
     view = view_message(message.raw)
     return render_template(
         "demo/mail_message.html",
         message=message,
         view=view,
         srcdoc=framed_html(view.html) if view.html is not None else None,
-        recipient=request.args.get("recipient", ""),
+        recipient=reading_as,
+        reply_form=form,
     )
+
+
+@blueprint.get("/mailbox/<int:message_id>")
+@login_required
+def mail_message(message_id: int) -> str:
+    """One received message: headers, text part, HTML part in a sandboxed frame, and a
+    form to answer it as one of its recipients."""
+    message = _get_or_404(MailMessage, message_id)
+    reading_as = request.args.get("recipient", "")
+    return _render_message(message, _reply_form(message, reading_as), reading_as)
+
+
+def _sender_name(address: str) -> str:
+    # The reply reads as coming from the person the CRM knows at that address.
+    user = db.session.scalars(sa.select(User).where(User.email == address)).first()
+    if user is not None:
+        return user.name
+    found = DemoRecords().find_by_email(address)
+    return found[0].name if found else ""
+
+
+@blueprint.post("/mailbox/<int:message_id>/reply")
+@login_required
+def reply(message_id: int) -> Any:
+    """Answer a message as one of its recipients; the reply lands in the mailbox too."""
+    message = _get_or_404(MailMessage, message_id)
+    reading_as = request.args.get("recipient", "")
+    form = _reply_form(message, reading_as)
+    if not form.validate_on_submit():
+        return _render_message(message, form, reading_as), 400
+    reply_as = form.reply_as.data
+    answer = build_reply(
+        message.raw, reply_as=reply_as, text=form.text.data, name=_sender_name(reply_as)
+    )
+    recipients = reply_recipients(answer)
+    stored = store_message(
+        db.session,
+        answer.as_bytes(policy=policy.SMTP),
+        envelope_from=reply_as,
+        envelope_to=recipients,
+    )
+    db.session.commit()
+    flash(_("Reply sent to %(to)s.", to=", ".join(recipients)), "success")
+    return redirect(url_for("demo.mail_message", message_id=stored.id))
 
 
 @blueprint.get("/mailbox/<int:message_id>/raw")
