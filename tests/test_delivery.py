@@ -282,3 +282,31 @@ def test_smtp_urls_name_host_port_security_and_credentials(url, expected):
 def test_an_unknown_smtp_scheme_is_refused_with_the_expected_forms():
     with pytest.raises(ValueError, match="smtp\\+starttls"):
         SmtpSettings.from_url("http://mail.example.com")
+
+
+def test_after_a_redis_flush_the_sweep_sends_a_stranded_email_once(
+    smtp_app, smtp_sink, redis_client
+):
+    from datetime import timedelta
+
+    from engage.jobs import sweep
+    from engage.models import utcnow
+
+    email_id = send(smtp_app)
+    redis_client.flushdb()  # the queued delivery job is gone
+    with smtp_app.app_context():
+        assert len(current_engage.queue) == 0
+        sweep()
+        assert len(current_engage.queue) == 0  # too recent: its job may still be on its way
+        email = db.session.get(Email, email_id)
+        email.updated_at = utcnow() - timedelta(minutes=5)
+        db.session.commit()
+        sweep()
+        sweep()  # twice: still only delivered once
+        jobs = current_engage.queue.get_jobs()
+        assert [j.func_name for j in jobs] == ["engage.delivery.deliver"] * 2
+    for job in jobs:
+        with smtp_app.app_context():
+            job.perform()
+    assert len(smtp_sink.messages) == 3
+    assert load(smtp_app, email_id).status is EmailStatus.SENT
