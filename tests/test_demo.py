@@ -41,13 +41,20 @@ US_STATE_ZONES = {
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    """A fresh, seeded demo app with its own data folder."""
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    """A fresh, seeded demo app with its own data folder, on SQLite or PostgreSQL."""
     app = create_app(
-        {"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "TESTING": True, "WTF_CSRF_ENABLED": False}
+        {
+            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+        }
     )
     with app.app_context():
         yield app
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture
