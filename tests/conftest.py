@@ -323,3 +323,49 @@ def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document)")
     return [v for v in result["violations"] if v.get("impact") in impacts]
+
+
+# -- RQ workers started from the CLI ---------------------------------------------------------------
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Any]:
+    """Start ``rq worker --with-scheduler`` for a host app: ``start_worker(flask_app, **env)``.
+
+    The worker runs until the test ends; its output is kept in a log file shown on failure.
+    """
+    import subprocess
+    import sys
+
+    procs: list[tuple[Any, Path]] = []
+
+    def start(flask_app: str, redis_url: str, **env: str) -> Any:
+        log = tmp_path / f"worker-{len(procs)}.log"
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "rq"),
+                "worker",
+                "--with-scheduler",
+                "-w",
+                "engage.worker.EngageWorker",
+                "--url",
+                redis_url,
+                "engage",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "FLASK_APP": flask_app, "ENGAGE_REDIS_URL": redis_url, **env},
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append((proc, log))
+        return proc
+
+    yield start
+    for proc, _log in procs:
+        proc.terminate()
+    for proc, log in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print(f"--- {log.name}\n{log.read_text()[-3000:]}")

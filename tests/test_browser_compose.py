@@ -1,0 +1,158 @@
+"""The first path a rep walks, in a real browser: compose, save, reopen, send, read (S1–S6)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+MARIE = "marie.curie@lumiere.example.fr"
+JURGEN = "j.mueller@isar-maschinenbau.example.de"
+ANANYA = "ananya.iyer@ganga-software.example.in"
+
+
+@pytest.fixture
+def demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
+    from engage.demo import create_app
+    from engage.demo.mailbox import start_smtp_sink
+
+    app = create_app(
+        {
+            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "ENGAGE_REDIS_URL": redis_url,
+        }
+    )
+    sink = start_smtp_sink(app)
+    smtp_url = f"smtp://127.0.0.1:{sink.port}"
+    app.config["ENGAGE_SMTP_URL"] = smtp_url
+    start_worker(
+        "engage.demo:create_app()",
+        redis_url,
+        ENGAGE_DEMO_DATA_DIR=str(tmp_path),
+        ENGAGE_DEMO_DATABASE_URL=database_url,
+        ENGAGE_SMTP_URL=smtp_url,
+    )
+    yield serve(app)
+    sink.stop()
+
+
+def open_contact(page, demo, user: str, contact: str) -> None:
+    page.goto(demo.url + "/sign-in")
+    page.get_by_role("button", name=user).click()
+    page.goto(demo.url + "/")
+    page.get_by_role("link", name=contact).first.click()
+    page.get_by_role("region", name="Timeline").wait_for()
+
+
+def test_compose_save_reopen_send_and_read_in_the_mailbox(page, demo):
+    open_contact(page, demo, "Mia Berg", "Marie Curie")
+    page.get_by_label("Create timeline record").click()
+    page.get_by_role("link", name="Email", exact=True).click()
+
+    to = page.get_by_label("To", exact=True)
+    assert MARIE in to.input_value()  # the record it was opened from (S1)
+    to.click()
+    to.press("End")
+    to.press_sequentially(", Jürg", delay=40)
+    page.get_by_role("option", name=re.compile("Jürgen Müller")).wait_for()
+    to.press("ArrowDown")
+    to.press("Enter")
+    assert JURGEN in to.input_value()
+    page.get_by_label("Cc", exact=True).fill(ANANYA)
+    page.get_by_label("Subject").fill("Our offer for Lumière")
+
+    editor = page.locator("trix-editor")
+    editor.click()
+    page.keyboard.type("Please read the offer here")
+    for _ in range(4):
+        page.keyboard.press("Shift+ArrowLeft")
+    page.keyboard.press("Control+k")
+    url_input = page.locator("input[name=href]")
+    url_input.wait_for()
+    url_input.fill("https://offers.example.com/lumiere")
+    url_input.press("Enter")
+    assert editor.locator("a[href='https://offers.example.com/lumiere']").inner_text() == "here"
+
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Draft saved.").wait_for()
+    timeline = page.get_by_role("region", name="Timeline")
+    draft_link = timeline.get_by_role("link", name="Our offer for Lumière")
+    draft_link.wait_for()
+
+    page.reload()  # come back later and finish it
+    page.get_by_role("region", name="Timeline").get_by_role(
+        "link", name="Our offer for Lumière"
+    ).click()
+    page.locator("trix-editor a[href='https://offers.example.com/lumiere']").wait_for()
+    assert JURGEN in page.get_by_label("To", exact=True).input_value()
+    assert page.get_by_label("Cc", exact=True).input_value() == ANANYA
+
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text(re.compile(r"Sending to 3 recipient")).wait_for()
+    sent = page.locator(".engage-activity", has_text="Our offer for Lumière").locator(
+        ".engage-badge--sent"
+    )
+    sent.wait_for(timeout=20_000)  # the worker delivered; the entry updated itself
+
+    # The Cc'd record's timeline shows it too (S2).
+    page.goto(demo.url + "/")
+    page.get_by_role("link", name="Ananya Iyer").first.click()
+    page.locator(".engage-activity", has_text="Our offer for Lumière").locator(
+        ".engage-badge--sent"
+    ).wait_for()
+
+    page.goto(demo.url + "/mailbox")
+    rows = page.get_by_role("link", name="Our offer for Lumière")
+    assert rows.count() == 3
+    page.goto(demo.url + "/mailbox?recipient=" + ANANYA)
+    page.get_by_role("link", name="Our offer for Lumière").first.click()
+    frame = page.frame_locator("iframe")
+    assert (
+        frame.locator("a", has_text="here").get_attribute("href")
+        == "https://offers.example.com/lumiere"
+    )
+
+
+def test_the_same_path_works_with_javascript_turned_off(browser, demo):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        open_contact_without_js(page, demo)
+        page.get_by_role("link", name="Open the timeline").click()
+        page.get_by_label("Create timeline record").click()  # <details> opens without JS
+        page.get_by_role("link", name="Email", exact=True).click()
+        page.get_by_label("Cc", exact=True).fill("not an address")
+        page.get_by_label("Subject").fill("Plain form")
+        page.get_by_label("Body").fill("Hello Marie,\n\nno JavaScript here.")
+        page.get_by_role("button", name="Save").click()
+        assert "Not a valid email address: not an address" in page.content()
+        assert page.get_by_label("Body").input_value() == "Hello Marie,\n\nno JavaScript here."
+        page.get_by_label("Cc", exact=True).fill(ANANYA)
+        page.get_by_role("button", name="Save").click()
+        page.get_by_text("Draft saved.").wait_for()
+        page.get_by_role("button", name="Send").click()
+        page.get_by_text(re.compile("Sending to 2 recipient")).wait_for()
+        for _ in range(40):  # no polling without JS: the rep reloads
+            if page.locator(".engage-badge--sent").count():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        assert (
+            page.locator(".engage-activity", has_text="Plain form")
+            .locator(".engage-badge--sent")
+            .count()
+            == 1
+        )
+    finally:
+        context.close()
+
+
+def open_contact_without_js(page, demo) -> None:
+    page.goto(demo.url + "/sign-in")
+    page.get_by_role("button", name="Mia Berg").click()
+    page.goto(demo.url + "/")
+    page.get_by_role("link", name="Marie Curie").first.click()
