@@ -23,23 +23,27 @@ def demo(tmp_path, database_url, redis_url, serve):
     return serve(app)
 
 
-def sign_in_as(page, demo, name: str) -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name=name).click()
-    page.wait_for_load_state()
-
-
 def test_a_salesperson_signs_in_opens_a_contact_and_sees_its_timeline(page, demo):
     page.goto(demo.url + "/")
     assert "/sign-in" in page.url  # signed-out users are sent to sign in
-    page.get_by_role("button", name="Salesperson").first.click()
-    page.get_by_role("link", name="Contacts").first.click() if page.get_by_role(
-        "link", name="Contacts"
-    ).count() else None
-    page.locator("a[href^='/contacts/']").first.click()
+    page.get_by_role("button", name="Mia Berg").click()
+    page.get_by_role("link", name="Marie Curie").first.click()
+    assert page.get_by_role("heading", name="Marie Curie").is_visible()
     timeline = page.get_by_role("region", name="Timeline")
     timeline.get_by_text("No activities yet.").wait_for()
-    assert page.locator(".engage-timeline h2").inner_text() == "Timeline"
+    assert timeline.get_by_role("heading").inner_text() == "Timeline"
+
+
+def test_editing_a_contacts_address_and_follow_preference_in_the_demo_works(page, demo):
+    page.goto(demo.url + "/sign-in")
+    page.get_by_role("button", name="Mia Berg").click()
+    page.get_by_role("link", name="Marie Curie").first.click()
+    page.get_by_role("link", name="Edit address and follow email").click()
+    page.get_by_label("City").fill("Lyon")
+    page.get_by_label("Do not allow").check()
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Lyon").wait_for()
+    assert page.get_by_text("Do not allow").count() >= 1
 
 
 def test_the_record_page_has_no_serious_accessibility_violations(page, demo):
