@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from email.utils import formataddr, getaddresses
+from email.utils import getaddresses
 from html.parser import HTMLParser
 
 import nh3
@@ -35,7 +35,7 @@ class Address:
     record: RecordRef | None = None
 
     def __str__(self) -> str:
-        return formataddr((self.name, self.address)) if self.name else self.address
+        return format_address(self.name, self.address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,19 @@ class ParsedAddresses:
 
     valid: list[Address]
     invalid: list[str]
+
+
+def format_address(name: str, address: str) -> str:
+    """``Name <address>``, the name quoted when it holds characters special in headers.
+
+    Unlike :func:`email.utils.formataddr`, this keeps addresses beyond ASCII as they are (they
+    are sent with SMTPUTF8).
+    """
+    if not name:
+        return address
+    if re.search(r'[()<>\[\]:;@\\,."]', name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
 
 
 def _split_entries(text: str) -> list[str]:

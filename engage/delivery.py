@@ -14,17 +14,21 @@ recipient failed with the server's own words.
 from __future__ import annotations
 
 import contextlib
+import functools
 import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.policy import SMTP as SMTP_POLICY
+from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
+from email.utils import format_datetime
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
+from .compose import format_address
 from .extension import current_engage
 from .models import DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
 from .timeline import sync_email_activities
@@ -66,25 +70,30 @@ class SmtpSettings:
 
     def connect(self) -> smtplib.SMTP:
         """An open, authenticated SMTP session."""
-        context = ssl.create_default_context()
         if self.security == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=context
+                self.host, self.port, timeout=self.timeout, context=_tls_context()
             )
         else:
             client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             if self.security == "starttls":
-                client.starttls(context=context)
+                client.starttls(context=_tls_context())
         if self.username:
             client.login(self.username, self.password or "")
         return client
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the system's CA certificates takes tens of milliseconds: do it once per process.
+    return ssl.create_default_context()
 
 
 def build_message(email: Email, recipient: Party) -> EmailMessage:
     """The copy of ``email`` that goes to ``recipient``: headers as written, no Bcc header."""
     sender = email.parties_in(PartyRole.FROM)[0]
     message = EmailMessage()
-    message["From"] = formataddr((sender.name, sender.address)) if sender.name else sender.address
+    message["From"] = _header_address(sender)
     to = email.parties_in(PartyRole.TO)
     cc = email.parties_in(PartyRole.CC)
     if to:
@@ -105,7 +114,7 @@ def build_message(email: Email, recipient: Party) -> EmailMessage:
 
 
 def _header_address(party: Party) -> str:
-    return formataddr((party.name, party.address)) if party.name else party.address
+    return format_address(party.name, party.address)
 
 
 def _html_document(body: str) -> str:
@@ -136,43 +145,97 @@ def deliver(email_id: int) -> str:
         lock.release()
 
 
+#: Accepted copies are written to the database in batches of this many (see _Journal).
+COMMIT_EVERY = 50
+
+
+class _Journal:
+    """Notes each accepted copy in Redis the moment the relay accepts it.
+
+    A commit per copy would make the database the bottleneck of sending; instead the job
+    commits every :data:`COMMIT_EVERY` copies and at the end, and this Redis hash bridges the
+    gap: a job that dies in between leaves the accepted copies noted here, and the next job for
+    the email marks them sent without sending them again. The hash is removed once the
+    database holds everything it says.
+    """
+
+    def __init__(self, email_id: int) -> None:
+        self.key = f"engage:delivered:{email_id}"
+        self.redis = current_engage.redis
+
+    def accepted(self) -> dict[int, datetime]:
+        return {
+            int(k): datetime.fromisoformat(v.decode())
+            for k, v in self.redis.hgetall(self.key).items()
+        }
+
+    def note(self, party: Party) -> None:
+        assert party.delivered_at is not None
+        pipe = self.redis.pipeline()
+        pipe.hset(self.key, str(party.id), party.delivered_at.isoformat())
+        pipe.expire(self.key, 7 * 24 * 3600)
+        pipe.execute()
+
+    def clear(self) -> None:
+        self.redis.delete(self.key)
+
+
 def _deliver(email_id: int) -> str:
     session = current_engage.db.session
     email = session.get(Email, email_id)
     if email is None or email.status is not EmailStatus.SENDING:
         return "nothing to do"
-    pending = [
-        p
-        for p in email.recipients
-        if p.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING)
-    ]
+    journal = _Journal(email_id)
+    accepted = journal.accepted()
+    pending = []
+    for party in email.recipients:
+        if party.delivery_state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
+            continue
+        if party.id in accepted:
+            # Accepted by the relay in a job that died before its commit: never send twice.
+            party.delivery_state = DeliveryState.SENT
+            party.delivery_error = None
+            party.delivered_at = accepted[party.id]
+        else:
+            pending.append(party)
     if pending:
         settings = SmtpSettings.from_url(
             current_app.config["ENGAGE_SMTP_URL"],
             timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
         )
-        _send_copies(email, pending, settings)
-    return _settle(email)
+        _send_copies(email, pending, settings, journal)
+    outcome = _settle(email)
+    journal.clear()  # _settle committed: the database now holds every accepted copy
+    return outcome
 
 
-def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> None:
+def _send_copies(
+    email: Email, pending: list[Party], settings: SmtpSettings, journal: _Journal
+) -> None:
     session = current_engage.db.session
     sender = email.parties_in(PartyRole.FROM)[0].address
+    # Every copy carries the same headers and body (the envelope alone names its recipient),
+    # so the message is built and flattened once per email, not once per copy.
+    # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
+    smtputf8 = not all(p.address.isascii() for p in email.parties)
+    policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
+    data = build_message(email, pending[0]).as_bytes(policy=policy)
     client: smtplib.SMTP | None = None
     try:
-        for party in pending:
+        for count, party in enumerate(pending, start=1):
             try:
                 if client is None:
                     client = _open(settings)
-                _send_one(client, email, party, sender)
+                if _send_one(client, data, party, sender, smtputf8):
+                    journal.note(party)
             except _Transient as exc:
                 party.delivery_state = DeliveryState.RETRYING
                 party.delivery_error = str(exc)
                 party.delivery_attempts += 1
                 if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
                     client = None  # the connection is gone: open a new one for the next copy
-            # Commit after each copy, so a crash never forgets one that was accepted.
-            session.commit()
+            if count % COMMIT_EVERY == 0:
+                session.commit()
     finally:
         if client is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
@@ -188,23 +251,29 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
         raise _Transient(_connection_words(settings, exc)) from exc
 
 
-def _send_one(client: smtplib.SMTP, email: Email, party: Party, sender: str) -> None:
-    message = build_message(email, party)
+def _send_one(client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtputf8: bool) -> bool:
+    """Send one copy; ``True`` when the relay accepted it, ``False`` when it refused for good.
+
+    :raises _Transient: when it is worth trying again later.
+    """
     try:
-        client.send_message(message, from_addr=sender, to_addrs=[party.address])
+        client.sendmail(
+            sender, [party.address], data, mail_options=["SMTPUTF8"] if smtputf8 else []
+        )
     except smtplib.SMTPRecipientsRefused as exc:
         code, words = exc.recipients.get(party.address, (550, b"recipient refused"))
         _record_refusal(party, code, words)
-        return
+        return False
     except smtplib.SMTPResponseException as exc:
         _record_refusal(party, exc.smtp_code, exc.smtp_error)
-        return
+        return False
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
         raise _Transient(f"the connection to the mail server broke: {exc}") from exc
     party.delivery_state = DeliveryState.SENT
     party.delivery_error = None
     party.delivered_at = utcnow()
     party.delivery_attempts += 1
+    return True
 
 
 def _record_refusal(party: Party, code: int, words: bytes | str) -> None:

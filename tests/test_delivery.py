@@ -310,3 +310,53 @@ def test_after_a_redis_flush_the_sweep_sends_a_stranded_email_once(
             job.perform()
     assert len(smtp_sink.messages) == 3
     assert load(smtp_app, email_id).status is EmailStatus.SENT
+
+
+def test_a_job_that_dies_before_its_commit_does_not_resend_what_the_relay_accepted(
+    smtp_app, smtp_sink, redis_client, monkeypatch
+):
+    import engage.delivery
+
+    email_id = send(smtp_app)
+
+    def crash(email):
+        raise SystemExit("the worker died before committing")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engage.delivery, "_settle", crash)
+        with smtp_app.app_context(), pytest.raises(SystemExit):
+            deliver(email_id)
+    assert len(smtp_sink.messages) == 3
+    assert load(smtp_app, email_id).recipients[0].delivery_state is DeliveryState.PENDING
+    assert run_delivery(smtp_app, email_id) == "sent"  # the retried job
+    assert len(smtp_sink.messages) == 3
+    email = load(smtp_app, email_id)
+    assert all(p.delivery_state is DeliveryState.SENT and p.delivered_at for p in email.recipients)
+    assert not redis_client.exists(f"engage:delivered:{email_id}")
+
+
+def test_an_address_beyond_ascii_goes_out_with_smtputf8(app, redis_client):
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import Received, SmtpSink
+
+    sink = SmtpSink("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            sink.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            )
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname=sink.host, port=sink.port, enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        app.config["ENGAGE_SMTP_URL"] = sink.url
+        email_id = send(app, to="Jürgen <jürgen@müller.example>", cc="", bcc="")
+        assert run_delivery(app, email_id) == "sent"
+        (received,) = sink.messages
+        assert received.rcpt_tos == ["jürgen@müller.example"]
+        assert "jürgen@müller.example" in received.data.decode("utf-8")
+    finally:
+        controller.stop()
