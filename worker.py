@@ -4,6 +4,6 @@
 worker; see :mod:`engage.worker` for how it finds the host app (``FLASK_APP``).
 """
 
-from engage.worker import EngageSimpleWorker, EngageWorker, load_host_app
+from engage.worker import EngageForkingWorker, EngageWorker, load_host_app
 
-__all__ = ["EngageSimpleWorker", "EngageWorker", "load_host_app"]
+__all__ = ["EngageForkingWorker", "EngageWorker", "load_host_app"]

@@ -41,7 +41,12 @@ def worker_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str
     }
 
 
-def test_rq_worker_runs_engage_jobs_inside_the_host_app(app, database_url, redis_url, redis_client):
+@pytest.mark.parametrize(
+    "worker_class", ["engage.worker.EngageWorker", "engage.worker.EngageForkingWorker"]
+)
+def test_rq_worker_runs_engage_jobs_inside_the_host_app(
+    worker_class, app, database_url, redis_url, redis_client
+):
     with app.app_context():
         job = current_engage.queue.enqueue(sweep)
     done = subprocess.run(
@@ -51,7 +56,7 @@ def test_rq_worker_runs_engage_jobs_inside_the_host_app(app, database_url, redis
             "--burst",
             "--with-scheduler",
             "--worker-class",
-            "engage.worker.EngageWorker",
+            worker_class,
             "--url",
             redis_url,
             "engage",
