@@ -1,0 +1,194 @@
+"""Sending: messages per second from an RQ worker to a local SMTP sink, against plain smtplib.
+
+Both send the same messages (one copy per recipient, built by engage) to the same aiosmtpd
+sink in the same run. The baseline is the floor cost of SMTP here: one connection, a loop of
+``send_message``. The worker adds what a real delivery needs: a job per email, the database
+reads and the per-copy commits that make a retried job never send twice. The issue asks for
+the worker at 0.5x of the baseline or better.
+
+    .venv/bin/python -m benchmarks.sending
+    ENGAGE_BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python -m benchmarks.sending
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from benchmarks.common import database_url, redis_url, workdir
+
+EMAILS = 40
+RECIPIENTS = 5  # per email: 2 To, 2 Cc, 1 Bcc
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CountingSink:
+    """An SMTP sink that notes when each message arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        with self.lock:
+            self.arrivals.append(time.perf_counter())
+        return "250 OK"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.arrivals = []
+
+
+def wait_for(sink: CountingSink, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(sink.arrivals) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(sink.arrivals)} of {count} messages arrived")
+        time.sleep(0.01)
+
+
+def main() -> None:
+    from engage.delivery import build_message
+    from engage.emails import DraftInput, save_draft, submit
+    from engage.models import Email, EmailStatus
+    from engage.records import EngageUser, RecordRef
+    from tests import hostapp
+    from tests.hostapp import Customer, Person, db
+
+    total = EMAILS * RECIPIENTS
+    sam = EngageUser(
+        id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
+    )
+    sink = CountingSink()
+    from tests.conftest import free_port
+
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    smtp_url = f"smtp://127.0.0.1:{port}"
+
+    with workdir() as folder, redis_url(folder) as redis:
+        url = database_url(folder)
+        app = hostapp.create_app(
+            {"SQLALCHEMY_DATABASE_URI": url, "ENGAGE_REDIS_URL": redis, "ENGAGE_SMTP_URL": smtp_url}
+        )
+        results: dict[str, float] = {}
+        with app.app_context():
+            db.session.add(
+                Person(
+                    id=1,
+                    name="Sam",
+                    email="sam@host.test",
+                    role_names="salesperson",
+                    engage_team="north",
+                )
+            )
+            db.session.flush()
+            db.session.add(Customer(id=1, name="Bench Co", email="bench@example.com", owner_id=1))
+            db.session.commit()
+
+            def make_emails() -> list[int]:
+                ids = []
+                for n in range(EMAILS):
+                    draft = DraftInput(
+                        to=f"a{n}@example.com, b{n}@example.com",
+                        cc=f"c{n}@example.com, d{n}@example.com",
+                        bcc=f"e{n}@example.com",
+                        subject=f"Benchmark {n}",
+                        regarding=RecordRef("customer", "1"),
+                        body="<div>Hello <strong>there</strong>, see "
+                        '<a href="https://example.com/offer">our offer</a>.</div>' * 20,
+                    )
+                    email = save_draft(db.session, sam, draft, None)
+                    ids.append(email.id)
+                return ids
+
+            # Baseline: the same kind of messages through one smtplib connection.
+            ids = make_emails()
+            messages = []
+            for email_id in ids:
+                email = db.session.get(Email, email_id)
+                email.message_id = f"<bench-{email_id}@host.test>"
+                messages += [(build_message(email, p), p.address) for p in email.recipients]
+            sink.reset()
+            start = time.perf_counter()
+            with smtplib.SMTP("127.0.0.1", port) as client:
+                for message, address in messages:
+                    client.send_message(message, from_addr="sam@host.test", to_addrs=[address])
+            wait_for(sink, total, 60)
+            results["smtplib loop"] = total / (time.perf_counter() - start)
+
+            for worker_class in ("engage.worker.EngageWorker", "engage.worker.EngageForkingWorker"):
+                ids = make_emails()
+                for email_id in ids:
+                    submit(db.session, sam, db.session.get(Email, email_id))
+                sink.reset()
+                env = {
+                    **os.environ,
+                    "FLASK_APP": "tests.hostapp:create_app()",
+                    "HOSTAPP_DATABASE_URL": url,
+                    "ENGAGE_REDIS_URL": redis,
+                    "ENGAGE_SMTP_URL": smtp_url,
+                }
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [
+                        str(Path(sys.executable).parent / "rq"),
+                        "worker",
+                        "--burst",
+                        "-q",
+                        "-w",
+                        worker_class,
+                        "--url",
+                        redis,
+                        "engage",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                )
+                if done.returncode:
+                    raise SystemExit(done.stdout + done.stderr)
+                wait_for(sink, total, 60)
+                whole = time.perf_counter() - start
+                steady = sink.arrivals[-1] - sink.arrivals[0]
+                name = worker_class.rsplit(".", 1)[1]
+                results[f"{name} (whole run, start-up included)"] = total / whole
+                results[f"{name} (first to last message)"] = (total - 1) / steady
+                db.session.expire_all()
+                statuses = {db.session.get(Email, i).status for i in ids}
+                assert statuses == {EmailStatus.SENT}, statuses
+
+        controller.stop()
+        baseline = results["smtplib loop"]
+        print(
+            f"database: {url.split(':', 1)[0]}; {EMAILS} emails x {RECIPIENTS} recipients "
+            f"= {total} messages to a local aiosmtpd sink"
+        )
+        for name, rate in results.items():
+            print(f"{name:<48} {rate:8.1f} msg/s   {rate / baseline:5.2f}x of the smtplib loop")
+        steady = results["EngageWorker (first to last message)"]
+        ok = steady / baseline >= 0.5
+        print(
+            f"EngageWorker vs smtplib loop: {steady / baseline:.2f}x (target: at least 0.5x) "
+            f"{'OK' if ok else 'UNDER TARGET'}"
+        )
+        with app.app_context():
+            db.session.remove()
+            hostapp.engage.drop_all()
+            db.drop_all()
+        sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
