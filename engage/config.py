@@ -18,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_QUEUE": "engage",
     # The SMTP relay: smtp://, smtp+starttls:// or smtps://, with optional user:password@.
     "ENGAGE_SMTP_URL": "smtp://127.0.0.1:25",
+    # A CA bundle to verify the relay's TLS certificate with; ``None`` means the system's.
+    "ENGAGE_SMTP_CA_FILE": None,
     # Seconds before an SMTP connection or command gives up.
     "ENGAGE_SMTP_TIMEOUT": 30,
     # Seconds to wait before each retry after a transient SMTP failure (4xx, connection);

@@ -44,9 +44,12 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
+    ca_file: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 30.0) -> SmtpSettings:
+    def from_url(
+        cls, url: str, *, timeout: float = 30.0, ca_file: str | None = None
+    ) -> SmtpSettings:
         """Read ``smtp://``, ``smtp+starttls://`` or ``smtps://`` URLs, with ``user:pass@``.
 
         :raises ValueError: for another scheme or a URL without a host.
@@ -66,27 +69,29 @@ class SmtpSettings:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             timeout=timeout,
+            ca_file=ca_file,
         )
 
     def connect(self) -> smtplib.SMTP:
         """An open, authenticated SMTP session."""
         if self.security == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=_tls_context()
+                self.host, self.port, timeout=self.timeout, context=_tls_context(self.ca_file)
             )
         else:
             client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             if self.security == "starttls":
-                client.starttls(context=_tls_context())
+                client.starttls(context=_tls_context(self.ca_file))
         if self.username:
             client.login(self.username, self.password or "")
         return client
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     # Loading the system's CA certificates takes tens of milliseconds: do it once per process.
-    return ssl.create_default_context()
+    # The relay's certificate is always verified, against ca_file when one is configured.
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def build_message(email: Email, recipient: Party) -> EmailMessage:
@@ -202,6 +207,7 @@ def _deliver(email_id: int) -> str:
         settings = SmtpSettings.from_url(
             current_app.config["ENGAGE_SMTP_URL"],
             timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
+            ca_file=current_app.config["ENGAGE_SMTP_CA_FILE"],
         )
         _send_copies(email, pending, settings, journal)
     outcome = _settle(email)

@@ -360,3 +360,92 @@ def test_an_address_beyond_ascii_goes_out_with_smtputf8(app, redis_client):
         assert "jürgen@müller.example" in received.data.decode("utf-8")
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_login_reach_a_relay_that_demands_them(app, certificate, redis_client, security):
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.conftest import Received, SmtpSink
+
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sink = SmtpSink("127.0.0.1", free_port())
+    logins = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            sink.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            )
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"relay-user" and auth_data.password == b"s3cret:pw"
+        logins.append((mechanism, ok, session.ssl is not None))
+        return AuthResult(success=ok)
+
+    options = {"authenticator": authenticator, "auth_require_tls": True}
+    if security == "ssl":
+        controller = Controller(
+            Handler(), hostname=sink.host, port=sink.port, ssl_context=context, **options
+        )
+        scheme = "smtps"
+    else:
+        controller = Controller(
+            Handler(),
+            hostname=sink.host,
+            port=sink.port,
+            tls_context=context,
+            require_starttls=True,
+            **options,
+        )
+        scheme = "smtp+starttls"
+    controller.start()
+    try:
+        app.config.update(
+            ENGAGE_SMTP_URL=f"{scheme}://relay-user:s3cret%3Apw@127.0.0.1:{sink.port}",
+            ENGAGE_SMTP_CA_FILE=str(cert),
+            ENGAGE_SMTP_TIMEOUT=5,
+        )
+        email_id = send(app)
+        assert run_delivery(app, email_id) == "sent"
+        assert len(sink.messages) == 3
+        assert logins and all(ok and encrypted for _mech, ok, encrypted in logins)
+
+    finally:
+        controller.stop()
