@@ -145,6 +145,16 @@ def compose() -> Any:
     return _render_compose(draft, email=None)
 
 
+@blueprint.get("/compose/closed")
+def compose_closed() -> Any:
+    """The empty slot a closed compose panel leaves behind (htmx); the timeline otherwise."""
+    sales_user()
+    ref = _ref_or_none(request.args.get("regarding"))
+    if not is_htmx():
+        return redirect(_back_url(ref))
+    return f'<div id="{_slot_id(ref)}"></div>'
+
+
 @blueprint.post("/compose")
 def create_email() -> Any:
     """Save or send a new email."""

@@ -67,8 +67,15 @@ def test_compose_save_reopen_send_and_read_in_the_mailbox(page, demo):
     editor = page.locator("trix-editor")
     editor.click()
     page.keyboard.type("Please read the offer here")
-    for _ in range(4):
+    # Select "here" with the keyboard; Trix updates its selection asynchronously, so each key
+    # press is checked before the next.
+    selected = "() => { const r = document.querySelector('trix-editor').editor.getSelectedRange(); return r[1] - r[0]; }"
+    page.wait_for_function(
+        "() => document.querySelector('trix-editor').editor.getSelectedRange()[0] === 26"
+    )
+    for n in range(1, 5):
         page.keyboard.press("Shift+ArrowLeft")
+        page.wait_for_function(f"() => ({selected})() === {n}")
     page.keyboard.press("Control+k")
     url_input = page.locator("input[name=href]")
     url_input.wait_for()

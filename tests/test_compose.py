@@ -228,3 +228,12 @@ def test_without_javascript_the_regarding_record_changes_by_typing_its_name(app,
     post(client, action="save", to="ada@example.com", subject="Re", body="x", **{field: "Grace"})
     (email,) = emails(app)
     assert email.regarding_id == "2"
+
+
+def test_closing_the_panel_leaves_an_empty_slot_or_goes_back_to_the_timeline(app):
+    client = sign_in(app.test_client(), 1)
+    url = "/crm/engage/compose/closed?regarding=customer:1"
+    closed = client.get(url, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert closed == '<div id="engage-compose-customer-1"></div>'
+    back = client.get(url)
+    assert back.status_code == 302 and back.headers["Location"].endswith("/timeline/customer/1")
