@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from sqlalchemy.orm import selectinload
 
 from . import emails
 from .access import can_see, sales_user, visible_email_or_404
@@ -18,7 +20,7 @@ from .emails import DraftInput
 from .extension import current_engage
 from .htmx import is_htmx
 from .i18n import gettext as _
-from .models import Activity, Email, EmailStatus
+from .models import Activity, Email, EmailStatus, EventKind, TrackingEvent
 from .records import Record, RecordRef
 from .views import blueprint
 
@@ -76,7 +78,13 @@ def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
         body_format="text" if form.get("body_format") == "text" else "html",
         regarding=regarding,
         picked=picked,
+        follow=form.get("follow", "1") != "0",
     )
+    action = form.get("action")
+    if action in {"follow", "retry_follow"}:
+        draft.follow = True
+    elif action == "unfollow":
+        draft.follow = False
     if regarding is not None and current_engage.records.get(regarding) is None:
         errors["regarding"] = _("The regarding record no longer exists.")
     return draft, errors
@@ -93,6 +101,10 @@ def _render_compose(
     regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
     body_html = draft.html()
     context = {
+        "follow": emails.follow_status_of(
+            emails.draft_recipients(draft), wants_follow=draft.follow
+        ),
+        "follow_disabled_reason": emails.follow_disabled_reason(),
         "draft": draft,
         "body_html": body_html,
         "body_text": draft.body if draft.body_format == "text" else html_to_text(body_html),
@@ -178,7 +190,11 @@ def _save_or_send(email: Email | None) -> Any:
     if email is not None and email.owner_id != user.id:
         abort(404)  # a manager may read the team's drafts, not write them
     draft, errors = _draft_from_form()
-    sending = request.form.get("action") == "send"
+    action = request.form.get("action")
+    if action in {"follow", "unfollow", "retry_follow"}:
+        # Follow controls change the panel, not the stored draft: it is saved with Save/Send.
+        return _render_compose(draft, email=email)
+    sending = action == "send"
     errors.update(emails.check(draft, sending=sending))
     if errors:
         # Nothing is lost: the form comes back with everything as typed, and the stored
@@ -260,3 +276,26 @@ def search_records() -> Any:
     query = typed.replace(";", ",").rsplit(",", 1)[-1].strip()
     records = list(current_engage.records.search(query, limit=8)) if len(query) >= 2 else []
     return render_template("engage/_record_options.html", records=records, field=field, query=query)
+
+
+@blueprint.get("/emails/<int:email_id>/interactions")
+def email_interactions(email_id: int) -> Any:
+    """View message interactions (SPEC S34): KPIs per recipient and the history of events."""
+    email = visible_email_or_404(email_id)
+    session = current_engage.db.session
+    events = list(
+        session.scalars(
+            sa.select(TrackingEvent)
+            .where(TrackingEvent.email_id == email.id)
+            .order_by(TrackingEvent.occurred_at.desc(), TrackingEvent.id.desc())
+            .options(selectinload(TrackingEvent.link), selectinload(TrackingEvent.party))
+        )
+    )
+    clicks_by_link: dict[int, dict[str, int]] = {}
+    for event in events:
+        if event.kind is EventKind.CLICK and not event.machine and event.link is not None:
+            per_party = clicks_by_link.setdefault(event.party_id, {})
+            per_party[event.link.url] = per_party.get(event.link.url, 0) + 1
+    context = {"email": email, "events": events, "clicks_by_link": clicks_by_link}
+    template = "engage/_interactions.html" if is_htmx() else "engage/interactions_page.html"
+    return render_template(template, **context)

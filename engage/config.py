@@ -35,6 +35,17 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_ATTACHMENT_DIR": None,
     # Whether email engagement starts enabled for the organisation (the admin can change it).
     "ENGAGE_ENGAGEMENT_ENABLED": True,
+    # An open this many seconds after delivery or sooner is a machine prefetch (SPEC S14).
+    "ENGAGE_MACHINE_OPEN_SECONDS": 5,
+    # Tracking details older than this many days are purged by the periodic sweep (S15).
+    "ENGAGE_TRACKING_RETENTION_DAYS": 180,
+    # The public base URL of the app, used in tracking links and pixels sent in emails
+    # (e.g. "https://crm.example.com"). Following needs it.
+    "ENGAGE_PUBLIC_URL": None,
+    # IMAP mailbox polled for replies: imap:// or imaps://user:password@host[:port]/MAILBOX.
+    "ENGAGE_IMAP_URL": None,
+    # The bearer token the inbound endpoint (raw RFC 822 replies) demands; unset disables it.
+    "ENGAGE_INBOUND_TOKEN": None,
     # Timeline page size (activities per page; the next page loads as you scroll).
     "ENGAGE_TIMELINE_PAGE_SIZE": 20,
     # The scope of the service worker; ``None`` means the URL prefix. A host that wants the

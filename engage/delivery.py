@@ -28,10 +28,11 @@ from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
-from .compose import format_address
+from .compose import format_address, html_to_text
 from .extension import current_engage
 from .models import DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
 from .timeline import sync_email_activities
+from .tracking import tracked_html
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +113,14 @@ def build_message(email: Email, recipient: Party) -> EmailMessage:
     message["Date"] = format_datetime(email.submitted_at or utcnow())
     message["Message-ID"] = email.message_id
     message["X-Engage-Email"] = str(email.id)
-    message.set_content(email.text_body or " ")
-    if email.html_body:
-        message.add_alternative(_html_document(email.html_body), subtype="html")
+    body_html, body_text = email.html_body, email.text_body
+    if email.followed and recipient.token:
+        # This recipient's own copy: links through the click endpoint, an open pixel (S13).
+        body_html = tracked_html(email.html_body, recipient.token)
+        body_text = html_to_text(body_html)
+    message.set_content(body_text or " ")
+    if body_html:
+        message.add_alternative(_html_document(body_html), subtype="html")
     return message
 
 
@@ -220,18 +226,19 @@ def _send_copies(
 ) -> None:
     session = current_engage.db.session
     sender = email.parties_in(PartyRole.FROM)[0].address
-    # Every copy carries the same headers and body (the envelope alone names its recipient),
-    # so the message is built and flattened once per email, not once per copy.
     # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
     smtputf8 = not all(p.address.isascii() for p in email.parties)
     policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
-    data = build_message(email, pending[0]).as_bytes(policy=policy)
+    # Unfollowed, every copy carries the same headers and body (the envelope alone names its
+    # recipient), so the message is built and flattened once. Followed, each copy has its own.
+    shared = None if email.followed else build_message(email, pending[0]).as_bytes(policy=policy)
     client: smtplib.SMTP | None = None
     try:
         for count, party in enumerate(pending, start=1):
             try:
                 if client is None:
                     client = _open(settings)
+                data = shared or build_message(email, party).as_bytes(policy=policy)
                 if _send_one(client, data, party, sender, smtputf8):
                     journal.note(party)
             except _Transient as exc:

@@ -15,12 +15,63 @@ from sqlalchemy.orm import Session
 from .compose import Address, clean_html, html_to_text, parse_addresses, subject_error, text_to_html
 from .delivery import enqueue_delivery
 from .extension import current_engage
+from .follow import FollowStatus, RecipientPreference, follow_status
 from .i18n import gettext as _
-from .models import Email, EmailStatus, Party, PartyRole, new_message_id, utcnow
+from .models import Email, EmailStatus, Link, Party, PartyRole, new_message_id, utcnow
 from .records import EngageUser, RecordRef
+from .settings import engagement_enabled
 from .timeline import sync_email_activities
+from .tracking import new_token, web_links
 
 ADDRESS_FIELDS = (("to", PartyRole.TO), ("cc", PartyRole.CC), ("bcc", PartyRole.BCC))
+
+
+def follow_disabled_reason() -> str | None:
+    """Why nobody can follow emails right now, or ``None`` when following is available."""
+    if not engagement_enabled():
+        return _("Email engagement is turned off for your organisation by an administrator.")
+    if not current_app.config["ENGAGE_PUBLIC_URL"]:
+        return _(
+            "Following needs the app's public address (ENGAGE_PUBLIC_URL); "
+            "ask your administrator to set it."
+        )
+    return None
+
+
+def follow_status_of(
+    recipients: list[tuple[str, RecordRef | None]], *, wants_follow: bool, bulk: bool = False
+) -> FollowStatus:
+    """The follow status of a message to these recipients (address, record or ``None``)."""
+    preferences = []
+    for address, ref in recipients:
+        record = current_engage.records.get(ref) if ref else None
+        if record is None:
+            preferences.append(RecipientPreference(address))
+        else:
+            preferences.append(
+                RecipientPreference(
+                    address,
+                    record.follow_preference,
+                    name=record.name,
+                    record_url=record.url,
+                    record_label=record.label,
+                )
+            )
+    return follow_status(
+        engagement_enabled=follow_disabled_reason() is None,
+        wants_follow=wants_follow,
+        recipients=preferences,
+        bulk=bulk,
+    )
+
+
+def draft_recipients(draft: DraftInput) -> list[tuple[str, RecordRef | None]]:
+    """The valid recipients of a draft, resolved to records as saving would."""
+    resolved = []
+    for name, _role in ADDRESS_FIELDS:
+        for address in parse_addresses(getattr(draft, name)).valid:
+            resolved.append((address.address, _resolve(address, draft.picked).record))
+    return resolved
 
 
 @dataclass
@@ -39,6 +90,7 @@ class DraftInput:
     body_format: str = "html"
     regarding: RecordRef | None = None
     picked: dict[str, RecordRef] = field(default_factory=dict)
+    follow: bool = True
 
     @classmethod
     def from_email(cls, email: Email) -> DraftInput:
@@ -56,6 +108,7 @@ class DraftInput:
             body_format="html",
             regarding=email.regarding,
             picked={p.address.lower(): p.record for p in email.recipients if p.record},
+            follow=email.followed,
         )
 
     def html(self) -> str:
@@ -123,6 +176,7 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
     email.html_body = draft.html()
     email.text_body = html_to_text(email.html_body)
     email.regarding = draft.regarding
+    email.followed = draft.follow  # the sender's wish; settled when the email is sent
     email.updated_at = utcnow()
     parties = [Party(role=PartyRole.FROM, address=user.email, name=user.name, position=0)]
     for _name, role in ADDRESS_FIELDS:
@@ -153,6 +207,17 @@ def submit(session: Session, user: EngageUser, email: Email) -> None:
     sender.address, sender.name = user.email, user.name
     domain = current_app.config["ENGAGE_MESSAGE_ID_DOMAIN"] or user.email.rpartition("@")[2]
     email.message_id = email.message_id or new_message_id(domain or "engage.invalid")
+    # Settle following with fresh preferences: a recipient may have opted out meanwhile (S9).
+    status = follow_status_of(
+        [(p.address, p.record) for p in email.recipients], wants_follow=email.followed
+    )
+    email.followed = status.followed
+    if email.followed:
+        for party in email.recipients:
+            party.token = party.token or new_token()
+        email.links = [
+            Link(position=n, url=url) for n, url in enumerate(web_links(email.html_body))
+        ]
     email.status = EmailStatus.SENDING
     email.submitted_at = now
     email.updated_at = now

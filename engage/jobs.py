@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app
 
+from . import tracking
 from .extension import current_engage
-from .models import Email, EmailStatus, utcnow
+from .models import Activity, Email, EmailStatus, TrackingEvent, utcnow
 
 #: How long a sending email may wait for its job before the sweep assumes Redis lost it.
 STALE_AFTER = timedelta(minutes=2)
@@ -48,9 +50,36 @@ def sweep() -> str:
     )
     for email in overdue:
         enqueue_delivery(email)
+    purge_tracking_details(now)
+    # Events pushed while no drain job was queued (a flushed Redis, a lost job) are picked up.
+    if current_engage.redis.llen(tracking.QUEUE_KEY):
+        current_engage.queue.enqueue(tracking.persist_events, job_timeout=600, result_ttl=60)
     when = now.isoformat()
     current_engage.redis.set(SWEEP_HEARTBEAT_KEY, when)
     return when
+
+
+def purge_tracking_details(now: datetime | None = None) -> int:
+    """Delete tracking events older than ``ENGAGE_TRACKING_RETENTION_DAYS`` (SPEC S15).
+
+    The recipients' running totals stay; only the details (times, user agents, hashed
+    addresses) go. A reply's timeline entry stays too, without its link to the event.
+    """
+    days = int(current_app.config["ENGAGE_TRACKING_RETENTION_DAYS"])
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    session = current_engage.db.session
+    session.execute(
+        sa.update(Activity)
+        .where(
+            Activity.event_id.in_(
+                sa.select(TrackingEvent.id).where(TrackingEvent.occurred_at < cutoff)
+            )
+        )
+        .values(event_id=None)
+    )
+    result = session.execute(sa.delete(TrackingEvent).where(TrackingEvent.occurred_at < cutoff))
+    session.commit()
+    return result.rowcount or 0
 
 
 def last_sweep() -> datetime | None:

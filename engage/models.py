@@ -94,7 +94,17 @@ class ActivityKind(StrEnum):
     """What a timeline entry stands for."""
 
     EMAIL = "email"
+    REPLY = "reply"
     PHONE_CALL = "phone_call"
+
+
+class EventKind(StrEnum):
+    """What a recipient did with a followed email (SPEC S7)."""
+
+    OPEN = "open"
+    CLICK = "click"
+    ATTACHMENT_OPEN = "attachment_open"
+    REPLY = "reply"
 
 
 def _enum(kind: type[StrEnum], name: str) -> sa.Enum:
@@ -153,6 +163,7 @@ class Email(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="email", cascade="all, delete-orphan", order_by="Attachment.id"
     )
+    links: Mapped[list[Link]] = relationship(cascade="all, delete-orphan", order_by="Link.position")
 
     @property
     def regarding(self) -> RecordRef | None:
@@ -216,6 +227,17 @@ class Party(Base):
     delivery_error: Mapped[str | None] = mapped_column(sa.Text)
     delivery_attempts: Mapped[int] = mapped_column(default=0)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: This recipient's tracking token (SPEC S13, S15): random, unguessable, its own. ``None``
+    #: for recipients who are not tracked (the email is not followed, or they do not allow it).
+    token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    # Running totals of human events, kept by the event worker so that the timeline and the
+    # interactions view never count events (machine events are kept but not counted here).
+    opens: Mapped[int] = mapped_column(default=0)
+    clicks: Mapped[int] = mapped_column(default=0)
+    attachment_opens: Mapped[int] = mapped_column(default=0)
+    first_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     email: Mapped[Email] = relationship(back_populates="parties")
 
@@ -269,10 +291,15 @@ class Activity(Base):
     email_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("engage_email.id", ondelete="CASCADE"), index=True
     )
+    #: For a reply: the event it came from.
+    event_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_event.id", ondelete="SET NULL"), index=True
+    )
     title: Mapped[str] = mapped_column(sa.String(300), default="")
     notes: Mapped[str] = mapped_column(sa.Text, default="")
 
     email: Mapped[Email | None] = relationship()
+    event: Mapped[TrackingEvent | None] = relationship()
 
     @property
     def record(self) -> RecordRef:
@@ -309,3 +336,58 @@ class Setting(Base):
     value: Mapped[str] = mapped_column(sa.Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+class Link(Base):
+    """A link of a followed email: the only URLs its click endpoint will redirect to (S15)."""
+
+    __tablename__ = "engage_link"
+    __table_args__ = (sa.UniqueConstraint("email_id", "position", name="uq_engage_link_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column()
+    url: Mapped[str] = mapped_column(sa.Text)
+
+
+class TrackingEvent(Base):
+    """One thing a recipient (or a machine on their behalf) did with a followed email.
+
+    Machine events (S14) are kept with the rule and reason that labelled them, for the
+    interactions view, but count nowhere else. No IP address is stored: only a keyed hash of it
+    (S15), enough to tell two events from the same place apart.
+    """
+
+    __tablename__ = "engage_event"
+    __table_args__ = (sa.Index("ix_engage_event_history", "email_id", "party_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(sa.ForeignKey("engage_email.id", ondelete="CASCADE"))
+    party_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_party.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "engage_event_kind"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    machine: Mapped[bool] = mapped_column(default=False)
+    rule: Mapped[str] = mapped_column(sa.String(40), default="")
+    reason: Mapped[str] = mapped_column(sa.String(200), default="")
+    link_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_link.id", ondelete="SET NULL")
+    )
+    attachment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_attachment.id", ondelete="SET NULL")
+    )
+    method: Mapped[str] = mapped_column(sa.String(10), default="")
+    user_agent: Mapped[str] = mapped_column(sa.String(400), default="")
+    ip_hash: Mapped[str | None] = mapped_column(sa.String(32))
+    #: What makes this event unique where it came from (a reply's Message-ID, a tracking
+    #: hit's id from the queue), so an event delivered twice is stored once.
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(300), unique=True)
+    #: For replies: subject and the first lines of the text.
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+
+    email: Mapped[Email] = relationship()
+    party: Mapped[Party] = relationship()
+    link: Mapped[Link | None] = relationship()

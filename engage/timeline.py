@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from .access import owned_by_visible
-from .models import Activity, ActivityKind, Email, PartyRole, utcnow
+from .models import Activity, ActivityKind, Email, PartyRole, TrackingEvent, utcnow
 from .records import EngageUser, RecordRef
 
 
@@ -70,7 +70,10 @@ def timeline_page(
         )
         .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         .limit(size + 1)
-        .options(selectinload(Activity.email).selectinload(Email.parties))
+        .options(
+            selectinload(Activity.email).selectinload(Email.parties),
+            selectinload(Activity.event).selectinload(TrackingEvent.party),
+        )
     )
     if before is not None:
         query = query.where(

@@ -35,7 +35,7 @@ from .access import Denied, admin_user, sales_user, visible_email_or_404
 from .extension import current_engage
 from .htmx import add_vary, is_htmx
 from .i18n import gettext as _
-from .i18n import lazy_gettext
+from .i18n import lazy_gettext, ngettext
 from .records import RecordRef
 from .timeline import Cursor, timeline_page
 
@@ -103,6 +103,7 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(engage_assets, "engage_assets")
     state.app.add_template_global(engage_timeline, "engage_timeline")
     state.app.add_template_global(_, "_e")
+    state.app.add_template_global(ngettext, "ngettext_e")
     state.app.add_template_global(_locale, "engage_locale")
     state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
     # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
@@ -304,3 +305,20 @@ def offline() -> str:
 
 # The compose views register themselves on the blueprint above.
 from . import compose_views  # noqa: E402, F401
+
+
+@blueprint.route("/t/o/<token>.gif", methods=["GET", "HEAD"])
+def tracking_pixel(token: str) -> Response:
+    """The open pixel of a followed copy (no sign-in: recipients fetch it)."""
+    from .tracking import pixel
+
+    return pixel(token)
+
+
+@blueprint.route("/t/c/<token>/<int:position>", methods=["GET", "HEAD"])
+def tracking_click(token: str, position: int) -> Response:
+    """A tracked link of a followed copy (no sign-in: recipients follow it)."""
+    from .tracking import click
+
+    return click(token, position)
+

@@ -1,0 +1,255 @@
+"""Following on the wire: tokens, tracked links, the pixel and click endpoints, the event queue.
+
+Each recipient of a followed email gets a token of their own (SPEC S13): random, and signed, so a
+forged or mistyped token is recognised at the door without a database lookup (S15). Their copy
+carries an open pixel and every web link rewritten to the click endpoint, which redirects only
+to the URL stored with the message (no open redirect).
+
+The endpoints never write to the database (DESIGN "Tracking"): they push the event onto a
+Redis list and answer at once. :func:`persist_events`, an RQ job, drains the list in batches,
+labels each event human or machine and stores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import re
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Response, abort, current_app, redirect, request
+
+from .extension import current_engage
+from .models import EventKind, Link, Party
+
+#: The Redis list of events waiting to be stored, and the flag that a drain job is queued.
+QUEUE_KEY = "engage:events"
+PENDING_KEY = "engage:events:pending"
+LOCK_KEY = "engage:events:lock"
+BATCH = 500
+
+#: A transparent 1x1 GIF.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_STORE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+}
+
+_HREF = re.compile(r'(<a\b[^>]*?\bhref=")([^"]*)(")', re.IGNORECASE)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{16}$")
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def _key() -> bytes:
+    secret = current_app.config["SECRET_KEY"]
+    if not secret:
+        raise RuntimeError("engage needs the app's SECRET_KEY to sign tracking tokens")
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(b"engage-tracking:" + raw).digest()
+
+
+def _sign(body: str) -> str:
+    mac = hmac.new(_key(), body.encode(), hashlib.sha256).digest()[:12]
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def new_token() -> str:
+    """A fresh recipient token: 128 random bits and a signature over them."""
+    body = secrets.token_urlsafe(16)
+    return f"{body}.{_sign(body)}"
+
+
+def token_is_genuine(token: str) -> bool:
+    """Whether ``token`` was made by :func:`new_token` with this app's secret."""
+    if not _TOKEN.match(token or ""):
+        return False
+    body, _dot, mac = token.partition(".")
+    return hmac.compare_digest(mac, _sign(body))
+
+
+# -- links in the message ------------------------------------------------------------------------
+
+
+def _is_web(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def web_links(body_html: str) -> list[str]:
+    """The web links of a (sanitised) body, in order: the ones a followed copy rewrites."""
+    return [
+        html.unescape(m.group(2))
+        for m in _HREF.finditer(body_html)
+        if _is_web(html.unescape(m.group(2)))
+    ]
+
+
+def base_url() -> str:
+    """Where recipients reach engage's tracking endpoints: ``ENGAGE_PUBLIC_URL`` + the prefix."""
+    public = current_app.config["ENGAGE_PUBLIC_URL"]
+    if not public:
+        raise RuntimeError("following needs ENGAGE_PUBLIC_URL")
+    return public.rstrip("/") + current_app.config["ENGAGE_URL_PREFIX"].rstrip("/")
+
+
+def pixel_url(token: str) -> str:
+    """The open pixel of one recipient."""
+    return f"{base_url()}/t/o/{token}.gif"
+
+
+def click_url(token: str, position: int) -> str:
+    """The tracked form of link number ``position`` for one recipient."""
+    return f"{base_url()}/t/c/{token}/{position}"
+
+
+def tracked_html(body_html: str, token: str) -> str:
+    """The body as one recipient's copy carries it: web links rewritten, a pixel at the end."""
+    position = 0
+
+    def rewrite(match: re.Match[str]) -> str:
+        nonlocal position
+        if not _is_web(html.unescape(match.group(2))):
+            return match.group(0)  # mailto: and the like stay as written
+        url = click_url(token, position)
+        position += 1
+        return f"{match.group(1)}{html.escape(url)}{match.group(3)}"
+
+    rewritten = _HREF.sub(rewrite, body_html)
+    pixel = (
+        f'<img src="{html.escape(pixel_url(token))}" width="1" height="1" alt="" '
+        'style="display:block;width:1px;height:1px;border:0">'
+    )
+    return rewritten + pixel
+
+
+# -- the event queue -------------------------------------------------------------------------------
+
+
+def _client_ip() -> str | None:
+    # Behind a proxy, the host app is expected to apply ProxyFix; engage trusts remote_addr.
+    return request.remote_addr
+
+
+def enqueue_event(kind: EventKind, token: str, **extra: Any) -> None:
+    """Push one event onto the Redis list and make sure a drain job is queued."""
+    event = {
+        "id": uuid.uuid4().hex,
+        "kind": kind.value,
+        "token": token,
+        "at": time.time(),
+        "method": request.method,
+        "ua": (request.user_agent.string or "")[:400],
+        "ip": _client_ip(),
+        **extra,
+    }
+    redis = current_engage.redis
+    pipe = redis.pipeline(transaction=False)
+    pipe.rpush(QUEUE_KEY, json.dumps(event))
+    pipe.set(PENDING_KEY, "1", nx=True, ex=30)
+    _length, newly_pending = pipe.execute()
+    if newly_pending:
+        current_engage.queue.enqueue(persist_events, job_timeout=600, result_ttl=60)
+
+
+def persist_events() -> int:
+    """The drain job: store every queued event, in batches. Returns how many were stored.
+
+    One drain runs at a time (a Redis lock). The pending flag is cleared before draining, so
+    an event pushed while this job runs queues another job rather than waiting for the sweep.
+    Events are removed from the list only after their batch is committed; an event replayed
+    after a crash is stored once, thanks to its id.
+    """
+    redis = current_engage.redis
+    lock = redis.lock(LOCK_KEY, timeout=600)
+    if not lock.acquire(blocking=False):
+        return 0
+    stored = 0
+    try:
+        redis.delete(PENDING_KEY)
+        while True:
+            raw = redis.lrange(QUEUE_KEY, 0, BATCH - 1)
+            if not raw:
+                break
+            stored += _store_batch([json.loads(item) for item in raw])
+            redis.ltrim(QUEUE_KEY, len(raw), -1)
+    finally:
+        lock.release()
+    return stored
+
+
+def _store_batch(events: list[dict[str, Any]]) -> int:
+    from .events import record_interaction
+    from .models import TrackingEvent
+
+    session = current_engage.db.session
+    tokens = {e["token"] for e in events}
+    parties = {p.token: p for p in session.scalars(sa.select(Party).where(Party.token.in_(tokens)))}
+    keys = [f"hit:{e['id']}" for e in events]
+    seen = set(
+        session.scalars(
+            sa.select(TrackingEvent.dedupe_key).where(TrackingEvent.dedupe_key.in_(keys))
+        )
+    )
+    stored = 0
+    for event, key in zip(events, keys, strict=True):
+        party = parties.get(event["token"])
+        if party is None or key in seen:
+            continue  # a token of a deleted email, or an event already stored before a crash
+        link = None
+        if event["kind"] == EventKind.CLICK.value:
+            link = session.scalar(
+                sa.select(Link).where(
+                    Link.email_id == party.email_id, Link.position == event.get("position")
+                )
+            )
+        record_interaction(
+            session,
+            party,
+            kind=EventKind(event["kind"]),
+            occurred_at=datetime.fromtimestamp(event["at"], UTC),
+            method=event.get("method", "GET"),
+            user_agent=event.get("ua", ""),
+            ip=event.get("ip"),
+            link=link,
+            attachment_id=event.get("attachment_id"),
+            dedupe_key=key,
+        )
+        stored += 1
+    session.commit()
+    return stored
+
+
+# -- the endpoints ---------------------------------------------------------------------------------
+
+
+def pixel(token: str) -> Response:
+    """The open pixel: always the GIF; an event only for a genuine token."""
+    if token_is_genuine(token):
+        enqueue_event(EventKind.OPEN, token)
+    return Response(PIXEL, mimetype="image/gif", headers=_NO_STORE)
+
+
+def click(token: str, position: int) -> Response:
+    """A tracked link: redirect to the URL stored with the message, and note the click."""
+    if not token_is_genuine(token):
+        abort(404)
+    url = current_engage.db.session.scalar(
+        sa.select(Link.url)
+        .join(Party, Party.email_id == Link.email_id)
+        .where(Party.token == token, Link.position == position)
+    )
+    if url is None:
+        abort(404)
+    enqueue_event(EventKind.CLICK, token, position=position)
+    response = redirect(url, code=302)
+    response.headers.update(_NO_STORE)
+    return response

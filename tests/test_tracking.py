@@ -1,0 +1,329 @@
+"""Following on the wire and back: tokens, pixel, clicks, the event queue, machine events."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+
+from engage import current_engage
+from engage.emails import DraftInput, save_draft, submit
+from engage.models import Email, EventKind, TrackingEvent, utcnow
+from engage.records import EngageUser, RecordRef
+from engage.tracking import QUEUE_KEY, new_token, persist_events, token_is_genuine
+from tests.hostapp import Customer, db
+from tests.support import sign_in
+from tests.test_delivery import load, run_delivery
+
+SAM = EngageUser(
+    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
+)
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+BODY = (
+    '<div>Hello, see <a href="https://example.com/offer?a=1&amp;b=2">the offer</a> and '
+    '<a href="https://example.com/terms">the terms</a>, or <a href="mailto:sam@host.test">write</a>.</div>'
+)
+
+
+@pytest.fixture
+def tracked_app(app, smtp_sink):
+    app.config.update(ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_PUBLIC_URL="https://crm.example.com")
+    return app
+
+
+def send_followed(app, *, to="ada@example.com", cc="grace@example.com", bcc="", follow=True) -> int:
+    with app.app_context():
+        draft = DraftInput(
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            subject="Offer",
+            body=BODY,
+            regarding=RecordRef("customer", "1"),
+            follow=follow,
+        )
+        email = save_draft(db.session, SAM, draft, None)
+        submit(db.session, SAM, email)
+        return email.id
+
+
+def copies(sink):
+    """Each delivered copy's recipient and HTML part."""
+    out = {}
+    for received in sink.messages:
+        message = received.message
+        html = message.get_payload()[1].get_payload(decode=True).decode()
+        text = message.get_payload()[0].get_payload(decode=True).decode()
+        out[received.rcpt_tos[0]] = (html, text)
+    return out
+
+
+def age_delivery(app, email_id, seconds=120):
+    """Move the delivery time back, so that opens are not 'seconds after delivery'."""
+    with app.app_context():
+        for party in db.session.get(Email, email_id).recipients:
+            party.delivered_at = utcnow() - timedelta(seconds=seconds)
+        db.session.commit()
+
+
+def drain(app) -> int:
+    with app.app_context():
+        return persist_events()
+
+
+def test_tokens_are_random_signed_and_refuse_forgery(tracked_app):
+    with tracked_app.test_request_context():
+        a, b = new_token(), new_token()
+        assert a != b and token_is_genuine(a) and token_is_genuine(b)
+        body, mac = a.split(".")
+        assert not token_is_genuine(f"{body}.{'A' * len(mac)}")
+        assert not token_is_genuine("../../etc/passwd")
+
+
+def test_each_recipient_gets_its_own_pixel_and_tracked_links(tracked_app, smtp_sink, redis_client):
+    email_id = send_followed(tracked_app, bcc="bcc@example.com")
+    assert run_delivery(tracked_app, email_id) == "sent"
+    email = load(tracked_app, email_id)
+    assert email.followed
+    tokens = {p.address: p.token for p in email.recipients}
+    assert len(set(tokens.values())) == 3 and all(tokens.values())
+    for address, (html, text) in copies(smtp_sink).items():
+        token = tokens[address]
+        assert f'src="https://crm.example.com/crm/engage/t/o/{token}.gif"' in html
+        assert f'href="https://crm.example.com/crm/engage/t/c/{token}/0"' in html
+        assert f'href="https://crm.example.com/crm/engage/t/c/{token}/1"' in html
+        assert 'href="mailto:sam@host.test"' in html  # not a web link: left alone
+        assert "example.com/offer" not in html  # the real URL is only behind the redirect
+        assert f"https://crm.example.com/crm/engage/t/c/{token}/0" in text
+        for other in set(tokens.values()) - {token}:
+            assert other not in html
+
+
+def test_the_pixel_answers_at_once_and_the_worker_stores_the_open(
+    tracked_app, smtp_sink, redis_client
+):
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    age_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    client = tracked_app.test_client()
+    response = client.get(
+        f"/crm/engage/t/o/{ada.token}.gif",
+        headers={"User-Agent": CHROME},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    assert response.status_code == 200 and response.mimetype == "image/gif"
+    assert "no-store" in response.headers["Cache-Control"]
+    with tracked_app.app_context():
+        assert db.session.query(TrackingEvent).count() == 0  # nothing written on the request path
+    queued = [json.loads(x) for x in redis_client.lrange(QUEUE_KEY, 0, -1)]
+    assert [q["kind"] for q in queued] == ["open"]
+    assert drain(tracked_app) == 1
+    assert redis_client.llen(QUEUE_KEY) == 0
+    with tracked_app.app_context():
+        (event,) = db.session.query(TrackingEvent).all()
+        assert event.kind is EventKind.OPEN and not event.machine
+        assert event.ip_hash and "203.0.113.9" not in event.ip_hash  # never the IP in clear
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    grace = next(
+        p for p in load(tracked_app, email_id).recipients if p.address == "grace@example.com"
+    )
+    assert ada.opens == 1 and ada.first_open_at and grace.opens == 0
+
+
+def test_a_click_redirects_only_to_the_url_stored_with_the_message(
+    tracked_app, smtp_sink, redis_client
+):
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    client = tracked_app.test_client()
+    first = client.get(f"/crm/engage/t/c/{ada.token}/0", headers={"User-Agent": CHROME})
+    assert (
+        first.status_code == 302
+        and first.headers["Location"] == "https://example.com/offer?a=1&b=2"
+    )
+    second = client.get(f"/crm/engage/t/c/{ada.token}/1")
+    assert second.headers["Location"] == "https://example.com/terms"
+    assert client.get(f"/crm/engage/t/c/{ada.token}/2").status_code == 404  # no third link
+    assert (
+        client.get(f"/crm/engage/t/c/{ada.token}/0?url=https://evil.example").headers["Location"]
+        == "https://example.com/offer?a=1&b=2"
+    )
+    with tracked_app.test_request_context():
+        forged = new_token()  # genuine-looking, but nobody's
+    assert client.get(f"/crm/engage/t/c/{forged}/0").status_code == 404
+    assert client.get("/crm/engage/t/c/not-a-token/0").status_code == 404
+    assert redis_client.llen(QUEUE_KEY) == 3  # the two clicks and the stray ?url one
+
+
+def test_an_unknown_or_forged_token_gets_the_pixel_and_records_nothing(tracked_app, redis_client):
+    client = tracked_app.test_client()
+    with tracked_app.test_request_context():
+        unknown = new_token()
+    for token in (unknown, "forged.token", "x" * 39):
+        response = client.get(f"/crm/engage/t/o/{token}.gif")
+        assert response.status_code == 200 and response.mimetype == "image/gif"
+    assert redis_client.llen(QUEUE_KEY) == 1  # only the well-signed one is even queued
+    assert drain(tracked_app) == 0
+    with tracked_app.app_context():
+        assert db.session.query(TrackingEvent).count() == 0
+
+
+def test_machine_opens_and_scanner_clicks_are_kept_but_do_not_count(
+    tracked_app, smtp_sink, redis_client
+):
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)  # delivered just now: an immediate open is a prefetch
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    client = tracked_app.test_client()
+    client.get(
+        f"/crm/engage/t/o/{ada.token}.gif",
+        headers={"User-Agent": "Mozilla/5.0"},
+        environ_base={"REMOTE_ADDR": "17.58.101.4"},
+    )
+    client.get(
+        f"/crm/engage/t/c/{ada.token}/0",
+        headers={"User-Agent": "Mozilla/5.0 (compatible; BingPreview/1.0b)"},
+    )
+    client.head(f"/crm/engage/t/c/{ada.token}/1", headers={"User-Agent": CHROME})
+    assert drain(tracked_app) == 3
+    with tracked_app.app_context():
+        events = db.session.query(TrackingEvent).order_by(TrackingEvent.id).all()
+        assert [e.machine for e in events] == [True, True, True]
+        assert all(e.reason for e in events)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    assert ada.opens == 0 and ada.clicks == 0
+    sam = sign_in(tracked_app.test_client(), 1)
+    page = sam.get(f"/crm/engage/emails/{email_id}/interactions").get_data(as_text=True)
+    assert "Apple Mail Privacy Protection" in page and "Machine" in page
+    timeline = sam.get("/crm/engage/timeline/customer/1").get_data(as_text=True)
+    assert "Opened ×" not in timeline and "Clicked" not in timeline
+
+
+def test_the_interactions_view_shows_each_recipient_on_their_own(
+    tracked_app, smtp_sink, redis_client
+):
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    age_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    client = tracked_app.test_client()
+    client.get(f"/crm/engage/t/o/{ada.token}.gif", headers={"User-Agent": CHROME})
+    client.get(f"/crm/engage/t/c/{ada.token}/1", headers={"User-Agent": CHROME})
+    drain(tracked_app)
+    sam = sign_in(tracked_app.test_client(), 1)
+    page = sam.get(f"/crm/engage/emails/{email_id}/interactions").get_data(as_text=True)
+    ada_row = re.search(r'<tr data-recipient="ada@example.com">(.*?)</tr>', page, re.S).group(1)
+    grace_row = re.search(r'<tr data-recipient="grace@example.com">(.*?)</tr>', page, re.S).group(1)
+    assert "Yes" in ada_row and "https://example.com/terms ×1" in ada_row
+    assert "Yes" not in grace_row and "terms" not in grace_row
+    timeline = sam.get("/crm/engage/timeline/customer/1").get_data(as_text=True)
+    assert "Opened ×1" in timeline and "Clicked" in timeline
+    other = sign_in(tracked_app.test_client(), 2)
+    assert other.get(f"/crm/engage/emails/{email_id}/interactions").status_code == 404
+
+
+def test_a_recipient_who_does_not_allow_following_blocks_it_and_gets_a_clean_copy(
+    tracked_app, smtp_sink, redis_client
+):
+    with tracked_app.app_context():
+        db.session.get(Customer, 2).tracking_ok = False
+        db.session.commit()
+    sam = sign_in(tracked_app.test_client(), 1)
+    page = sam.get("/crm/engage/compose?regarding=customer:1").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    form = {
+        "csrf_token": token,
+        "regarding": "customer:1",
+        "body_format": "html",
+        "to": "ada@example.com",
+        "cc": "grace@example.com",
+        "subject": "Offer",
+        "body": BODY,
+    }
+    blocked = sam.post("/crm/engage/compose", data={**form, "action": "retry_follow"})
+    html = blocked.get_data(as_text=True)
+    assert "Blocked" in html and "View preferences" in html and "Grace Hopper" in html
+    assert 'href="/customers/2"' in html
+    email_id = send_followed(tracked_app)  # sent anyway, unfollowed
+    run_delivery(tracked_app, email_id)
+    assert not load(tracked_app, email_id).followed
+    for html, _text in copies(smtp_sink).values():
+        assert "/t/o/" not in html and "/t/c/" not in html
+        assert 'href="https://example.com/terms"' in html
+    with tracked_app.app_context():
+        db.session.get(Customer, 2).tracking_ok = True
+        db.session.commit()
+    retried = sam.post("/crm/engage/compose", data={**form, "action": "retry_follow"})
+    assert "Blocked" not in retried.get_data(as_text=True)
+    assert "Don&#39;t follow" in retried.get_data(as_text=True)
+
+
+def test_the_admin_switch_off_means_no_follow_controls_and_no_tracking_on_the_wire(
+    tracked_app, smtp_sink, redis_client
+):
+    with tracked_app.app_context():
+        from engage.settings import set_engagement_enabled
+
+        set_engagement_enabled(False, by="5")
+    sam = sign_in(tracked_app.test_client(), 1)
+    page = sam.get("/crm/engage/compose?regarding=customer:1").get_data(as_text=True)
+    assert "turned off for your organisation" in page and "Don&#39;t follow" not in page
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    assert not load(tracked_app, email_id).followed
+    for html, _text in copies(smtp_sink).values():
+        assert "/t/o/" not in html and "/t/c/" not in html
+
+
+def test_dont_follow_sends_an_untracked_copy(tracked_app, smtp_sink, redis_client):
+    email_id = send_followed(tracked_app, follow=False)
+    run_delivery(tracked_app, email_id)
+    for html, _text in copies(smtp_sink).values():
+        assert "/t/o/" not in html and 'href="https://example.com/offer?a=1&amp;b=2"' in html
+
+
+def test_tracking_details_past_retention_are_purged_but_totals_stay(
+    tracked_app, smtp_sink, redis_client
+):
+    from engage.jobs import purge_tracking_details
+
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    age_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    tracked_app.test_client().get(
+        f"/crm/engage/t/o/{ada.token}.gif", headers={"User-Agent": CHROME}
+    )
+    drain(tracked_app)
+    with tracked_app.app_context():
+        assert purge_tracking_details() == 0
+        assert purge_tracking_details(utcnow() + timedelta(days=181)) == 1
+        assert db.session.query(TrackingEvent).count() == 0
+        assert current_engage.db.session.get(type(ada), ada.id).opens == 1
+
+
+def test_a_redis_flush_of_the_pending_flag_is_recovered_by_the_sweep(
+    tracked_app, smtp_sink, redis_client
+):
+    from engage.jobs import sweep
+
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    age_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    tracked_app.test_client().get(
+        f"/crm/engage/t/o/{ada.token}.gif", headers={"User-Agent": CHROME}
+    )
+    with tracked_app.app_context():
+        current_engage.queue.empty()  # the drain job is lost
+        sweep()
+        (job,) = current_engage.queue.get_jobs()
+        job.perform()
+        assert db.session.query(TrackingEvent).count() == 1
