@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -38,85 +39,120 @@ def ip_hash(ip: str | None) -> str | None:
     return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _history(session: Session, party: Party, now: datetime) -> History:
-    any_opens = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(TrackingEvent)
-        .where(TrackingEvent.party_id == party.id, TrackingEvent.kind == EventKind.OPEN)
-    )
-    recent = session.execute(
-        sa.select(TrackingEvent.occurred_at, TrackingEvent.link_id).where(
-            TrackingEvent.party_id == party.id,
-            TrackingEvent.kind == EventKind.CLICK,
-            TrackingEvent.occurred_at >= now - timedelta(minutes=1),
-        )
-    ).all()
-    links = session.scalar(
-        sa.select(sa.func.count()).select_from(Link).where(Link.email_id == party.email_id)
-    )
-    return History(
-        human_opens=party.opens,
-        any_opens=any_opens or 0,
-        recent_clicks=tuple((when, link) for when, link in recent if link is not None),
-        link_count=links or 0,
-    )
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One open, click or attachment open of a recipient, as it came off the event queue."""
+
+    party: Party
+    kind: EventKind
+    occurred_at: datetime
+    method: str = "GET"
+    user_agent: str = ""
+    ip: str | None = None
+    link: Link | None = None
+    attachment_id: int | None = None
+    dedupe_key: str | None = None
 
 
-def record_interaction(
-    session: Session,
-    party: Party,
-    *,
-    kind: EventKind,
-    occurred_at: datetime,
-    method: str = "GET",
-    user_agent: str = "",
-    ip: str | None = None,
-    link: Link | None = None,
-    attachment_id: int | None = None,
-    dedupe_key: str | None = None,
-) -> TrackingEvent:
-    """Label and store an open, click or attachment open of ``party``; the caller commits."""
+def record_interactions(session: Session, hits: list[Hit]) -> int:
+    """Label and store a batch of hits; the caller commits. Returns how many were stored.
+
+    What the rules need to know about each recipient's past (opens so far, recent clicks, how
+    many links the message has) is read in a few queries for the whole batch and then kept up
+    to date in memory, hit by hit in time order, so that a burst of thousands of events costs
+    a handful of statements rather than several per event.
+    """
+    if not hits:
+        return 0
     config = current_app.config
-    verdict = classify(
-        EventFacts(
-            kind=kind.value,
-            method=method.upper(),
-            user_agent=user_agent,
-            occurred_at=occurred_at,
-            delivered_at=party.delivered_at,
-            ip=ip,
-            link_id=link.id if link else None,
-        ),
-        _history(session, party, occurred_at),
-        fast_open_seconds=float(config["ENGAGE_MACHINE_OPEN_SECONDS"]),
+    fast_open = float(config["ENGAGE_MACHINE_OPEN_SECONDS"])
+    party_ids = {h.party.id for h in hits}
+    email_ids = {h.party.email_id for h in hits}
+    earliest = min(h.occurred_at for h in hits) - timedelta(minutes=1)
+    any_opens: dict[int, int] = dict(
+        session.execute(
+            sa.select(TrackingEvent.party_id, sa.func.count())
+            .where(TrackingEvent.party_id.in_(party_ids), TrackingEvent.kind == EventKind.OPEN)
+            .group_by(TrackingEvent.party_id)
+        ).all()
     )
-    event = TrackingEvent(
-        email_id=party.email_id,
-        party_id=party.id,
-        kind=kind,
-        occurred_at=occurred_at,
-        machine=verdict.machine,
-        rule=verdict.rule,
-        reason=verdict.reason,
-        link_id=link.id if link else None,
-        attachment_id=attachment_id,
-        method=method.upper()[:10],
-        user_agent=user_agent[:400],
-        ip_hash=ip_hash(ip),
-        dedupe_key=dedupe_key,
+    clicks: dict[int, list[tuple[datetime, int]]] = {}
+    for party_id, when, link_id in session.execute(
+        sa.select(TrackingEvent.party_id, TrackingEvent.occurred_at, TrackingEvent.link_id).where(
+            TrackingEvent.party_id.in_(party_ids),
+            TrackingEvent.kind == EventKind.CLICK,
+            TrackingEvent.occurred_at >= earliest,
+        )
+    ):
+        if link_id is not None:
+            clicks.setdefault(party_id, []).append((when, link_id))
+    link_counts: dict[int, int] = dict(
+        session.execute(
+            sa.select(Link.email_id, sa.func.count())
+            .where(Link.email_id.in_(email_ids))
+            .group_by(Link.email_id)
+        ).all()
     )
-    session.add(event)
-    if not verdict.machine:
-        if kind is EventKind.OPEN:
-            party.opens += 1
-            party.first_open_at = party.first_open_at or occurred_at
-            party.last_open_at = max(party.last_open_at or occurred_at, occurred_at)
-        elif kind is EventKind.CLICK:
-            party.clicks += 1
-        elif kind is EventKind.ATTACHMENT_OPEN:
-            party.attachment_opens += 1
-    session.flush()
-    return event
+    rows = []
+    for hit in sorted(hits, key=lambda h: h.occurred_at):
+        party = hit.party
+        window = hit.occurred_at - timedelta(minutes=1)
+        history = History(
+            human_opens=party.opens,
+            any_opens=any_opens.get(party.id, 0),
+            recent_clicks=tuple(c for c in clicks.get(party.id, ()) if c[0] >= window),
+            link_count=link_counts.get(party.email_id, 0),
+        )
+        verdict = classify(
+            EventFacts(
+                kind=hit.kind.value,
+                method=hit.method.upper(),
+                user_agent=hit.user_agent,
+                occurred_at=hit.occurred_at,
+                delivered_at=party.delivered_at,
+                ip=hit.ip,
+                link_id=hit.link.id if hit.link else None,
+            ),
+            history,
+            fast_open_seconds=fast_open,
+        )
+        rows.append(
+            {
+                "email_id": party.email_id,
+                "party_id": party.id,
+                "kind": hit.kind,
+                "occurred_at": hit.occurred_at,
+                "machine": verdict.machine,
+                "rule": verdict.rule,
+                "reason": verdict.reason,
+                "link_id": hit.link.id if hit.link else None,
+                "attachment_id": hit.attachment_id,
+                "method": hit.method.upper()[:10],
+                "user_agent": hit.user_agent[:400],
+                "ip_hash": ip_hash(hit.ip),
+                "dedupe_key": hit.dedupe_key,
+                "summary": "",
+            }
+        )
+        if hit.kind is EventKind.OPEN:
+            any_opens[party.id] = any_opens.get(party.id, 0) + 1
+        elif hit.kind is EventKind.CLICK and hit.link is not None:
+            clicks.setdefault(party.id, []).append((hit.occurred_at, hit.link.id))
+        if not verdict.machine:
+            _count_human(party, hit)
+    session.execute(sa.insert(TrackingEvent), rows)
+    return len(rows)
+
+
+def _count_human(party: Party, hit: Hit) -> None:
+    if hit.kind is EventKind.OPEN:
+        party.opens += 1
+        party.first_open_at = party.first_open_at or hit.occurred_at
+        party.last_open_at = max(party.last_open_at or hit.occurred_at, hit.occurred_at)
+    elif hit.kind is EventKind.CLICK:
+        party.clicks += 1
+    elif hit.kind is EventKind.ATTACHMENT_OPEN:
+        party.attachment_opens += 1
 
 
 def record_reply(

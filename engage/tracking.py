@@ -187,7 +187,7 @@ def persist_events() -> int:
 
 
 def _store_batch(events: list[dict[str, Any]]) -> int:
-    from .events import record_interaction
+    from .events import Hit, record_interactions
     from .models import TrackingEvent
 
     session = current_engage.db.session
@@ -199,31 +199,32 @@ def _store_batch(events: list[dict[str, Any]]) -> int:
             sa.select(TrackingEvent.dedupe_key).where(TrackingEvent.dedupe_key.in_(keys))
         )
     )
-    stored = 0
+    links = {
+        (link.email_id, link.position): link
+        for link in session.scalars(
+            sa.select(Link).where(Link.email_id.in_({p.email_id for p in parties.values()}))
+        )
+    }
+    hits = []
     for event, key in zip(events, keys, strict=True):
         party = parties.get(event["token"])
         if party is None or key in seen:
             continue  # a token of a deleted email, or an event already stored before a crash
-        link = None
-        if event["kind"] == EventKind.CLICK.value:
-            link = session.scalar(
-                sa.select(Link).where(
-                    Link.email_id == party.email_id, Link.position == event.get("position")
-                )
+        seen.add(key)
+        hits.append(
+            Hit(
+                party=party,
+                kind=EventKind(event["kind"]),
+                occurred_at=datetime.fromtimestamp(event["at"], UTC),
+                method=event.get("method", "GET"),
+                user_agent=event.get("ua", ""),
+                ip=event.get("ip"),
+                link=links.get((party.email_id, event.get("position"))),
+                attachment_id=event.get("attachment_id"),
+                dedupe_key=key,
             )
-        record_interaction(
-            session,
-            party,
-            kind=EventKind(event["kind"]),
-            occurred_at=datetime.fromtimestamp(event["at"], UTC),
-            method=event.get("method", "GET"),
-            user_agent=event.get("ua", ""),
-            ip=event.get("ip"),
-            link=link,
-            attachment_id=event.get("attachment_id"),
-            dedupe_key=key,
         )
-        stored += 1
+    stored = record_interactions(session, hits)
     session.commit()
     return stored
 
