@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_ENGAGEMENT_ENABLED": True,
     # An open this many seconds after delivery or sooner is a machine prefetch (SPEC S14).
     "ENGAGE_MACHINE_OPEN_SECONDS": 5,
+    # Tracking hits wait this many milliseconds in an in-process buffer before one round trip
+    # pushes them to Redis; 0 pushes each hit on its own request.
+    "ENGAGE_EVENT_BUFFER_MS": 20,
     # Tracking details older than this many days are purged by the periodic sweep (S15).
     "ENGAGE_TRACKING_RETENTION_DAYS": 180,
     # The public base URL of the app, used in tracking links and pixels sent in emails

@@ -12,20 +12,23 @@ labels each event human or machine and stores it.
 
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import hashlib
 import hmac
 import html
 import json
+import os
 import re
 import secrets
+import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Response, abort, current_app, redirect, request
+from flask import Flask, Response, abort, current_app, redirect, request
 
 from .extension import current_engage
 from .models import EventKind, Link, Party
@@ -54,8 +57,14 @@ def _key() -> bytes:
     secret = current_app.config["SECRET_KEY"]
     if not secret:
         raise RuntimeError("engage needs the app's SECRET_KEY to sign tracking tokens")
-    raw = secret.encode() if isinstance(secret, str) else secret
-    return hashlib.sha256(b"engage-tracking:" + raw).digest()
+    return _derive_key(secret.encode() if isinstance(secret, str) else secret)
+
+
+@functools.lru_cache(maxsize=8)
+def _derive_key(secret: bytes) -> bytes:
+    # A key of its own for tokens, so a token never doubles as anything else signed with
+    # the app's secret. Cached: the pixel checks a token on every request.
+    return hashlib.sha256(b"engage-tracking:" + secret).digest()
 
 
 def _sign(body: str) -> str:
@@ -140,24 +149,112 @@ def _client_ip() -> str | None:
 
 
 def enqueue_event(kind: EventKind, token: str, **extra: Any) -> None:
-    """Push one event onto the Redis list and make sure a drain job is queued."""
-    event = {
-        "id": uuid.uuid4().hex,
-        "kind": kind.value,
-        "token": token,
-        "at": time.time(),
-        "method": request.method,
-        "ua": (request.user_agent.string or "")[:400],
-        "ip": _client_ip(),
-        **extra,
-    }
-    redis = current_engage.redis
-    pipe = redis.pipeline(transaction=False)
-    pipe.rpush(QUEUE_KEY, json.dumps(event))
-    pipe.set(PENDING_KEY, "1", nx=True, ex=30)
-    _length, newly_pending = pipe.execute()
-    if newly_pending:
-        current_engage.queue.enqueue(persist_events, job_timeout=600, result_ttl=60)
+    """Note one event for the worker: pushed to Redis now, or by the buffer within moments.
+
+    With ``ENGAGE_EVENT_BUFFER_MS`` above zero (the default), events wait in a small in-process
+    buffer that a background thread pushes to Redis in one round trip every few milliseconds,
+    so a pixel request costs no network round trip of its own. The buffer is flushed when the
+    process exits; a crash can lose at most the last few milliseconds of events.
+    """
+    event = json.dumps(
+        {
+            "id": os.urandom(12).hex(),
+            "kind": kind.value,
+            "token": token,
+            "at": time.time(),
+            "method": request.method,
+            "ua": request.headers.get("User-Agent", "")[:400],
+            "ip": _client_ip(),
+            **extra,
+        }
+    )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if float(app.config["ENGAGE_EVENT_BUFFER_MS"]) <= 0:
+        push_events(app, [event])
+    else:
+        _buffer_of(app).add(event)
+
+
+def push_events(app: Flask, events: list[str]) -> None:
+    """Append serialised events to the Redis list and make sure a drain job is queued."""
+    with app.app_context():
+        redis = current_engage.redis
+        pipe = redis.pipeline(transaction=False)
+        pipe.rpush(QUEUE_KEY, *events)
+        pipe.set(PENDING_KEY, "1", nx=True, ex=30)
+        _length, newly_pending = pipe.execute()
+        if newly_pending:
+            current_engage.queue.enqueue(persist_events, job_timeout=600, result_ttl=60)
+
+
+class _EventBuffer:
+    """Events of one app in one process, on their way to Redis (see :func:`enqueue_event`)."""
+
+    #: Past this many waiting events the thread is woken at once, and past the cap (Redis
+    #: unreachable for long) the oldest are dropped rather than filling the memory.
+    EAGER, CAP = 500, 200_000
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.interval = float(app.config["ENGAGE_EVENT_BUFFER_MS"]) / 1000
+        self.lock = threading.Lock()
+        self.items: list[str] = []
+        self.wake = threading.Event()
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._run, name="engage-events", daemon=True)
+        self.thread.start()
+        atexit.register(self.flush)
+
+    def add(self, event: str) -> None:
+        with self.lock:
+            self.items.append(event)
+            if len(self.items) > self.CAP:
+                del self.items[: len(self.items) - self.CAP]
+            eager = len(self.items) >= self.EAGER
+        if eager:
+            self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            batch, self.items = self.items, []
+        if not batch:
+            return
+        try:
+            push_events(self.app, batch)
+        except Exception:  # noqa: BLE001 - Redis down: keep the events and try again later
+            current_app_logger = self.app.logger
+            current_app_logger.warning("engage: %d tracking events wait for Redis", len(batch))
+            with self.lock:
+                self.items[:0] = batch
+
+
+_buffers: dict[tuple[int, int], _EventBuffer] = {}
+_buffers_lock = threading.Lock()
+
+
+def _buffer_of(app: Flask) -> _EventBuffer:
+    # One buffer (and thread) per app per process: a forked server worker starts its own.
+    key = (id(app), os.getpid())
+    buffer = _buffers.get(key)
+    if buffer is None:
+        with _buffers_lock:
+            buffer = _buffers.get(key)
+            if buffer is None:
+                buffer = _buffers[key] = _EventBuffer(app)
+    return buffer
+
+
+def flush_buffered_events() -> None:
+    """Push every buffered event of this process to Redis now (tests, shutdown hooks)."""
+    for buffer in list(_buffers.values()):
+        if buffer.pid == os.getpid():
+            buffer.flush()
 
 
 def persist_events() -> int:

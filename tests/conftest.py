@@ -93,7 +93,14 @@ def app(database_url, redis_url):
     from tests.hostapp import Customer, Person, db
 
     app = hostapp.create_app(
-        {"SQLALCHEMY_DATABASE_URI": database_url, "ENGAGE_REDIS_URL": redis_url, "TESTING": True}
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "ENGAGE_REDIS_URL": redis_url,
+            "TESTING": True,
+            # Tracking hits go straight to Redis, so tests can look at the queue at once; the
+            # buffered path has a test of its own.
+            "ENGAGE_EVENT_BUFFER_MS": 0,
+        }
     )
     with app.app_context():
         db.session.add_all(

@@ -327,3 +327,25 @@ def test_a_redis_flush_of_the_pending_flag_is_recovered_by_the_sweep(
         (job,) = current_engage.queue.get_jobs()
         job.perform()
         assert db.session.query(TrackingEvent).count() == 1
+
+
+def test_buffered_hits_reach_redis_within_moments_and_all_arrive(
+    tracked_app, smtp_sink, redis_client
+):
+    import time
+
+    from engage.tracking import flush_buffered_events
+
+    tracked_app.config["ENGAGE_EVENT_BUFFER_MS"] = 20
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    client = tracked_app.test_client()
+    for _ in range(50):
+        assert client.get(f"/crm/engage/t/o/{ada.token}.gif").status_code == 200
+    deadline = time.monotonic() + 2
+    while redis_client.llen(QUEUE_KEY) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    flush_buffered_events()
+    assert redis_client.llen(QUEUE_KEY) == 50
+    assert drain(tracked_app) == 50

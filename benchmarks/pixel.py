@@ -1,0 +1,217 @@
+"""The open pixel under load: engage's endpoint against a bare Flask route, same server settings.
+
+Both apps run under gunicorn with the settings below (the ones the README recommends for the
+tracking endpoints); Debian's ``wrk`` loads each for 10 s at 64 connections on loopback. The
+engage run has one ``rq worker`` persisting events during the load; afterwards the benchmark
+waits until every event wrk got an answer for is in the database.
+
+Targets (issue 4): at least 0.8x the bare route's requests per second, p99 at most 25 ms, and
+every event persisted within 2 s after the load ends.
+
+    apt-get install wrk   # once
+    .venv/bin/python -m benchmarks.pixel
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from benchmarks.common import database_url, redis_url, workdir
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+#: The gunicorn settings of both runs: 2 worker processes with 8 threads each (keep-alive).
+GUNICORN = [
+    "--workers",
+    "2",
+    "--worker-class",
+    "gthread",
+    "--threads",
+    "8",
+    "--keep-alive",
+    "5",
+    "--log-level",
+    "warning",
+]
+CONNECTIONS, SECONDS = 64, 10
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", app], cwd=ROOT, env=env
+    )
+    deadline = time.monotonic() + 30
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except OSError as exc:
+            if getattr(exc, "code", None):
+                break  # an HTTP answer (404): the server is up
+            time.sleep(0.2)
+    return proc, port
+
+
+def load(url: str) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p99_ms": float(p99.group(1)) * scale,
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> None:
+    from engage.emails import DraftInput, save_draft, submit
+    from engage.models import DeliveryState, Email, EmailStatus, TrackingEvent, utcnow
+    from engage.records import EngageUser, RecordRef
+    from tests import hostapp
+    from tests.hostapp import Customer, Person, db
+
+    with workdir() as folder, redis_url(folder) as redis:
+        url = database_url(folder)
+        config = {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "ENGAGE_REDIS_URL": redis,
+            "ENGAGE_PUBLIC_URL": "http://127.0.0.1",
+        }
+        app = hostapp.create_app(config)
+        sam = EngageUser(id="1", name="Sam", email="sam@host.test", roles={"salesperson"})
+        with app.app_context():
+            db.session.add(
+                Person(id=1, name="Sam", email="sam@host.test", role_names="salesperson")
+            )
+            db.session.flush()
+            db.session.add(Customer(id=1, name="Ada", email="ada@example.com", owner_id=1))
+            db.session.commit()
+            email = save_draft(
+                db.session,
+                sam,
+                DraftInput(
+                    to="ada@example.com",
+                    subject="Pixel",
+                    body="<p>Hi</p>",
+                    regarding=RecordRef("customer", "1"),
+                ),
+                None,
+            )
+            submit(db.session, sam, email)
+            # Delivered an hour ago, without the SMTP part: opens now are not prefetches.
+            email.status = EmailStatus.SENT
+            for party in email.recipients:
+                party.delivery_state = DeliveryState.SENT
+                party.delivered_at = utcnow() - timedelta(hours=1)
+            db.session.commit()
+            token = email.recipients[0].token
+            import redis as redis_lib
+
+            redis_lib.Redis.from_url(redis).flushdb()  # the delivery job is not wanted here
+
+        env = {
+            **os.environ,
+            "FLASK_APP": "tests.hostapp:create_app()",
+            "HOSTAPP_DATABASE_URL": url,
+            "ENGAGE_REDIS_URL": redis,
+            "ENGAGE_PUBLIC_URL": "http://127.0.0.1",
+        }
+        bare_proc, bare_port = serve("benchmarks.bare_pixel:app", env)
+        try:
+            bare = load(f"http://127.0.0.1:{bare_port}/t/o/{token}.gif")
+        finally:
+            stop(bare_proc)
+
+        # The worker runs at a lower priority than the web server, as the README recommends:
+        # answering the pixel comes first, storing its events can trail by a moment.
+        worker = subprocess.Popen(
+            [
+                "nice",
+                "-n",
+                "15",
+                str(BIN / "rq"),
+                "worker",
+                "-q",
+                "-w",
+                "engage.worker.EngageWorker",
+                "--url",
+                redis,
+                "engage",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        engage_proc, engage_port = serve("tests.hostapp:create_app()", env)
+        try:
+            result = load(f"http://127.0.0.1:{engage_port}/crm/engage/t/o/{token}.gif")
+            ended = time.monotonic()
+            sent = result["requests"] - result["errors"]
+            persisted = 0
+            with app.app_context():
+                while time.monotonic() - ended < 30:
+                    db.session.rollback()
+                    persisted = db.session.query(TrackingEvent).count()
+                    if persisted >= sent:
+                        break
+                    time.sleep(0.05)
+                lag = time.monotonic() - ended
+                opens = db.session.get(Email, email.id).recipients[0].opens
+        finally:
+            stop(engage_proc)
+            stop(worker)
+
+        ratio = result["rps"] / bare["rps"]
+        print(
+            f"database: {url.split(':', 1)[0]}; gunicorn {' '.join(GUNICORN)}; "
+            f"wrk -c{CONNECTIONS} -d{SECONDS}s on loopback"
+        )
+        print(f"bare Flask GIF route:  {bare['rps']:9.1f} req/s   p99 {bare['p99_ms']:6.2f} ms")
+        print(f"engage open pixel:     {result['rps']:9.1f} req/s   p99 {result['p99_ms']:6.2f} ms")
+        print(f"ratio engage / bare:   {ratio:.2f}x   (target: at least 0.8x)")
+        print(
+            f"events sent {sent}, persisted {persisted} ({opens} counted as human opens), "
+            f"all persisted {lag:.2f} s after the load ended (target: within 2 s)"
+        )
+        ok = ratio >= 0.8 and result["p99_ms"] <= 25 and persisted == sent and lag <= 2
+        print("OK" if ok else "MISSED A TARGET")
+        with app.app_context():
+            db.session.remove()
+            hostapp.engage.drop_all()
+            db.drop_all()
+        sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
