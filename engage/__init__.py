@@ -5,6 +5,7 @@ The public API is what this module exports; everything else is engage's own busi
 
 from __future__ import annotations
 
+from .bulk import BulkResult, send_bulk
 from .extension import Engage, current_engage, flask_login_user, user_from_attributes
 from .records import (
     EngageUser,
@@ -19,6 +20,7 @@ from .storage import AttachmentStore, LocalFolderStore
 
 __all__ = [
     "AttachmentStore",
+    "BulkResult",
     "Engage",
     "EngageUser",
     "FollowPreference",
@@ -29,6 +31,7 @@ __all__ = [
     "RecordRef",
     "Role",
     "current_engage",
+    "send_bulk",
     "flask_login_user",
     "user_from_attributes",
 ]
