@@ -322,3 +322,6 @@ def tracking_click(token: str, position: int) -> Response:
 
     return click(token, position)
 
+
+# The inbound endpoint for replies registers itself on the blueprint above (and in CSRF_EXEMPT).
+from . import replies  # noqa: E402, F401
