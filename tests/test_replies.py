@@ -11,11 +11,14 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from http.cookiejar import CookieJar
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
@@ -441,6 +444,139 @@ def test_a_future_date_is_taken_as_now(app, sent):
     post_inbound(app, reply(sent["message_id"], date=datetime.now(UTC) + timedelta(days=30)))
     [event] = reply_events(app)
     assert event.occurred_at <= datetime.now(UTC)
+
+
+# -- the demo mailbox --------------------------------------------------------------------------
+
+
+def test_the_demo_mailboxs_reply_reaches_engage_through_the_inbound_endpoint(
+    tmp_path, database_url, redis_url, redis_client, serve
+):
+    from engage import RecordRef, user_from_attributes
+    from engage.delivery import deliver
+    from engage.demo import create_app
+    from engage.demo.mailbox import start_smtp_sink
+    from engage.demo.models import Contact, MailMessage, User
+    from engage.demo.models import db as demo_db
+    from engage.emails import DraftInput, save_draft, submit
+
+    demo = create_app(
+        {
+            "ENGAGE_DEMO_DATA_DIR": str(tmp_path / "demo"),
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "ENGAGE_REDIS_URL": redis_url,
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+        }
+    )
+    assert demo.config["ENGAGE_INBOUND_TOKEN"]
+    controller = start_smtp_sink(demo, "127.0.0.1", 0)
+    demo.config["ENGAGE_SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+    try:
+        with demo.app_context():
+            mia = demo_db.session.scalars(sa.select(User).where(User.name == "Mia Berg")).one()
+            contact = demo_db.session.scalars(
+                sa.select(Contact).where(Contact.owner_id == mia.id).order_by(Contact.id)
+            ).first()
+            mia_id, address = mia.id, contact.email
+            draft = DraftInput(
+                to=address,
+                subject="Angebot Q3",
+                body="<p>Hallo, hier ist das Angebot.</p>",
+                regarding=RecordRef("contact", str(contact.id)),
+            )
+            email = save_draft(demo_db.session, user_from_attributes(mia), draft, None)
+            submit(demo_db.session, user_from_attributes(mia), email)
+            email_id = email.id
+            assert deliver(email_id) == "sent"
+            original = demo_db.session.scalars(
+                sa.select(MailMessage).where(MailMessage.subject == "Angebot Q3")
+            ).one()
+            original_id = original.id
+
+        live = serve(demo)
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(CookieJar()), urllib.request.ProxyHandler({})
+        )
+        browser.open(f"{live.url}/sign-in", data=urlencode({"user_id": mia_id}).encode())
+        answer = browser.open(
+            f"{live.url}/mailbox/{original_id}/reply?recipient={address}",
+            data=urlencode({"reply_as": address, "text": "Passt, danke!"}).encode(),
+        )
+        page = answer.read().decode()
+        assert "Reply sent to" in page
+        assert "engage recorded the reply on the email" in page
+
+        with demo.app_context():
+            party = demo_db.session.scalars(
+                sa.select(Party).where(Party.email_id == email_id, Party.address == address)
+            ).one()
+            assert party.replied_at is not None
+            event = demo_db.session.scalars(
+                sa.select(TrackingEvent).where(TrackingEvent.kind == EventKind.REPLY)
+            ).one()
+            assert (event.party_id, event.machine) == (party.id, False)
+            assert event.summary == "Re: Angebot Q3\nPasst, danke!"
+            # The demo keeps its own copy of the reply in the mailbox, too.
+            subjects = demo_db.session.scalars(sa.select(MailMessage.subject)).all()
+            assert "Re: Angebot Q3" in subjects
+    finally:
+        controller.stop()
+        with demo.app_context():
+            demo_db.session.remove()
+            demo_db.engine.dispose()
+
+
+def test_the_demo_mailbox_says_so_when_engage_cannot_be_reached(tmp_path, database_url):
+    from engage.demo import create_app
+    from engage.demo.mailbox import store_message
+    from engage.demo.models import User
+    from engage.demo.models import db as demo_db
+
+    demo = create_app(
+        {
+            "ENGAGE_DEMO_DATA_DIR": str(tmp_path / "demo"),
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            # Nobody listens here: the test client is no server engage could be reached on.
+            "SERVER_NAME": "127.0.0.1:9",
+        }
+    )
+    try:
+        with demo.app_context():
+            original = EmailMessage()
+            original["From"] = "Mia Berg <mia.berg@crm.example.com>"
+            original["To"] = "ada@example.com"
+            original["Subject"] = "Hello"
+            original["Message-ID"] = "<hello@crm.example.com>"
+            original.set_content("Hello Ada")
+            row = store_message(
+                demo_db.session,
+                bytes(original),
+                envelope_from="mia.berg@crm.example.com",
+                envelope_to=["ada@example.com"],
+            )
+            demo_db.session.commit()
+            message_id = row.id
+            mia_id = demo_db.session.scalars(
+                sa.select(User.id).where(User.name == "Mia Berg")
+            ).one()
+        client = demo.test_client()
+        client.post("/sign-in", data={"user_id": mia_id})
+        response = client.post(
+            f"/mailbox/{message_id}/reply",
+            data={"reply_as": "ada@example.com", "text": "Thanks!"},
+            follow_redirects=True,
+        )
+        page = response.get_data(as_text=True)
+        assert "Reply sent to mia.berg@crm.example.com" in page
+        assert "engage could not be told about this reply" in page
+        assert 'role="alert"' in page
+    finally:
+        with demo.app_context():
+            demo_db.session.remove()
+            demo_db.engine.dispose()
 
 
 # -- telling auto-replies from people, and what a reply says -----------------------------------

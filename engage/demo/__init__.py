@@ -11,6 +11,8 @@ or load just the web app, as the RQ worker does, with ``FLASK_APP="engage.demo:c
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -60,6 +62,18 @@ def _secret_key(data_dir: Path) -> str:
     return key
 
 
+def _inbound_token(secret_key: str | bytes) -> str:
+    """The bearer token of engage's inbound endpoint, derived from the secret key.
+
+    The mailbox's Reply button hands each reply to that endpoint over HTTP, the way a mail
+    provider's inbound webhook would, so the demo needs the token a real host would configure.
+    Deriving it from the kept secret key gives every process of the demo the same token
+    without another file to keep.
+    """
+    key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
+    return hmac.new(key, b"engage demo inbound replies", hashlib.sha256).hexdigest()
+
+
 def _select_timezone() -> str | None:
     # Times on the demo's pages are shown in the signed-in user's own zone.
     if current_user and current_user.is_authenticated:
@@ -76,7 +90,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
       holding ``demo.sqlite3``, attachments and the ``secret_key`` file;
     - ``SQLALCHEMY_DATABASE_URI`` (env ``ENGAGE_DEMO_DATABASE_URL``): another database;
     - ``ENGAGE_REDIS_URL`` and ``ENGAGE_SMTP_URL`` (env of the same names);
-    - ``SECRET_KEY`` (env ``SECRET_KEY``, else kept in the data folder).
+    - ``SECRET_KEY`` (env ``SECRET_KEY``, else kept in the data folder);
+    - ``ENGAGE_INBOUND_TOKEN`` (env of the same name, else derived from the secret key): the
+      token the mailbox's Reply button gives engage's inbound endpoint.
 
     Every other key of ``config`` (``TESTING``, ``WTF_CSRF_ENABLED``, …) goes into
     ``app.config`` as it is.
@@ -111,6 +127,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for key in ("ENGAGE_REDIS_URL", "ENGAGE_SMTP_URL"):
         if (value := _setting(config, key, key)) is not None:
             app.config[key] = value
+    app.config["ENGAGE_INBOUND_TOKEN"] = _setting(
+        config, "ENGAGE_INBOUND_TOKEN", "ENGAGE_INBOUND_TOKEN"
+    ) or _inbound_token(app.config["SECRET_KEY"])
 
     db.init_app(app)
     Babel(app, timezone_selector=_select_timezone)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from email import policy
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,6 +14,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -313,10 +317,77 @@ def _sender_name(address: str) -> str:
     return found[0].name if found else ""
 
 
+#: Seconds the Reply button waits for engage's inbound endpoint.
+INBOUND_TIMEOUT = 15
+
+# A direct connection: the endpoint is this very server, never something behind a proxy.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def hand_reply_to_engage(raw: bytes) -> dict[str, Any]:
+    """Post a reply to engage's inbound endpoint over HTTP, as a mail provider's webhook would.
+
+    The endpoint is this server's own, reached at the address the browser used, with the
+    demo's ``ENGAGE_INBOUND_TOKEN``.
+
+    :returns: engage's answer (``status``, ``email_id``, ``party_id``).
+    :raises OSError: when the endpoint cannot be reached or refuses the message; the error's
+        text says why.
+    """
+    url = url_for("engage.inbound_replies", _external=True)
+    call = urllib.request.Request(
+        url,
+        data=raw,
+        method="POST",
+        headers={
+            "Content-Type": "message/rfc822",
+            "Authorization": f"Bearer {current_app.config['ENGAGE_INBOUND_TOKEN']}",
+        },
+    )
+    try:
+        with _DIRECT.open(call, timeout=INBOUND_TIMEOUT) as answer:
+            return dict(json.load(answer))
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"{url} answered {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise OSError(f"{url} cannot be reached ({exc.reason})") from exc
+    except ValueError as exc:
+        raise OSError(f"{url} did not answer with JSON") from exc
+
+
+def _engage_says(outcome: dict[str, Any]) -> tuple[str, str]:
+    """What the mailbox page says about engage's answer: (message, flash category)."""
+    said = {
+        "matched": (_("engage recorded the reply on the email's timeline."), "success"),
+        "auto_reply": (
+            _("engage recorded it as an automatic reply, which does not count as a reply."),
+            "info",
+        ),
+        "duplicate": (_("engage had already recorded this reply."), "info"),
+        "unmatched": (
+            _("engage did not record it: it answers no email that engage sent."),
+            "info",
+        ),
+        "unknown_sender": (
+            _("engage did not record it: the sender is not a recipient of the email it answers."),
+            "info",
+        ),
+    }
+    return said.get(
+        str(outcome.get("status")),
+        (_("engage answered something unexpected: %(answer)s", answer=outcome), "error"),
+    )
+
+
 @blueprint.post("/mailbox/<int:message_id>/reply")
 @login_required
 def reply(message_id: int) -> Any:
-    """Answer a message as one of its recipients; the reply lands in the mailbox too."""
+    """Answer a message as one of its recipients.
+
+    The reply lands in the mailbox, and goes to engage's inbound endpoint over HTTP as raw
+    RFC 822 bytes, so engage records it through the same door as replies from a real mail
+    provider.
+    """
     message = _get_or_404(MailMessage, message_id)
     reading_as = request.args.get("recipient", "")
     form = _reply_form(message, reading_as)
@@ -327,15 +398,25 @@ def reply(message_id: int) -> Any:
         message.raw, reply_as=reply_as, text=form.text.data, name=_sender_name(reply_as)
     )
     recipients = reply_recipients(answer)
-    stored = store_message(
-        db.session,
-        answer.as_bytes(policy=policy.SMTP),
-        envelope_from=reply_as,
-        envelope_to=recipients,
-    )
+    raw = answer.as_bytes(policy=policy.SMTP)
+    stored = store_message(db.session, raw, envelope_from=reply_as, envelope_to=recipients)
+    db.session.flush()
+    stored_id = stored.id
+    # Commit before calling engage: on SQLite its write must not wait for ours.
     db.session.commit()
     flash(_("Reply sent to %(to)s.", to=", ".join(recipients)), "success")
-    return redirect(url_for("demo.mail_message", message_id=stored.id))
+    try:
+        flash(*_engage_says(hand_reply_to_engage(raw)))
+    except OSError as exc:
+        flash(
+            _(
+                "engage could not be told about this reply, so its timeline does not show it: "
+                "%(error)s",
+                error=str(exc),
+            ),
+            "error",
+        )
+    return redirect(url_for("demo.mail_message", message_id=stored_id))
 
 
 @blueprint.get("/mailbox/<int:message_id>/raw")
