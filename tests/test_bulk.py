@@ -95,3 +95,17 @@ def test_bulk_needs_a_sales_role_and_a_selection(bulk_app):
         == 403
     )
     assert sign_in(bulk_app.test_client(), 1).get("/crm/engage/bulk").status_code == 400
+
+
+def test_the_demo_people_page_sends_to_the_selected_records(tmp_path, redis_url, redis_client):
+    from engage.demo import create_app
+
+    app = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "ENGAGE_REDIS_URL": redis_url})
+    client = app.test_client()
+    page = client.get("/sign-in").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    client.post("/sign-in", data={"csrf_token": token, "user_id": "1"})
+    people = client.get("/people").get_data(as_text=True)
+    assert 'action="/engage/bulk"' in people and 'value="contact:11"' in people
+    form = client.get("/engage/bulk?records=contact:11&records=contact:16").get_data(as_text=True)
+    assert "Marie Curie" in form and "Ananya Iyer" in form and "never followed" in form

@@ -89,7 +89,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     - ``ENGAGE_DEMO_DATA_DIR`` (env ``ENGAGE_DEMO_DATA_DIR``, default ``./demo-data``): the folder
       holding ``demo.sqlite3``, attachments and the ``secret_key`` file;
     - ``SQLALCHEMY_DATABASE_URI`` (env ``ENGAGE_DEMO_DATABASE_URL``): another database;
-    - ``ENGAGE_REDIS_URL`` and ``ENGAGE_SMTP_URL`` (env of the same names);
+    - ``ENGAGE_REDIS_URL``, ``ENGAGE_SMTP_URL`` and ``ENGAGE_PUBLIC_URL`` (env of the same
+      names; the runner sets the last to the address it serves on, so emails are followed);
     - ``SECRET_KEY`` (env ``SECRET_KEY``, else kept in the data folder);
     - ``ENGAGE_INBOUND_TOKEN`` (env of the same name, else derived from the secret key): the
       token the mailbox's Reply button gives engage's inbound endpoint.
@@ -124,7 +125,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             f"sqlite:///{data_dir / 'demo.sqlite3'}",
         ),
     )
-    for key in ("ENGAGE_REDIS_URL", "ENGAGE_SMTP_URL"):
+    for key in ("ENGAGE_REDIS_URL", "ENGAGE_SMTP_URL", "ENGAGE_PUBLIC_URL"):
         if (value := _setting(config, key, key)) is not None:
             app.config[key] = value
     app.config["ENGAGE_INBOUND_TOKEN"] = _setting(

@@ -306,11 +306,16 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
 
             smtp_port = args.smtp_port or free_port(args.smtp_host)
             smtp_url = f"smtp://{args.smtp_host}:{smtp_port}"
+            # Followed emails carry links back to this server (pixel, tracked links), so
+            # its address must be known before the first email is built.
+            args.port = args.port or free_port(args.host)
+            public_url = os.environ.get("ENGAGE_PUBLIC_URL") or f"http://{args.host}:{args.port}"
             # The app reads these from the environment, and the children inherit them.
             os.environ.update(
                 ENGAGE_DEMO_DATA_DIR=str(data_dir),
                 ENGAGE_REDIS_URL=redis_url,
                 ENGAGE_SMTP_URL=smtp_url,
+                ENGAGE_PUBLIC_URL=public_url,
             )
             app = create_app()
 

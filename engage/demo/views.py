@@ -170,6 +170,15 @@ def home() -> str:
     return render_template("demo/home.html", mine=sections[0], everything=sections[1])
 
 
+@blueprint.get("/people")
+@login_required
+def people() -> str:
+    """Every contact and lead in one list, to select some and email them all (bulk, S10)."""
+    contacts = _all(Contact, Contact.last_name, Contact.id)
+    leads = _all(Lead, Lead.last_name, Lead.id)
+    return render_template("demo/people.html", contacts=contacts, leads=leads)
+
+
 def _get_or_404(model: type[Any], record_id: int) -> Any:
     obj = db.session.get(model, record_id)
     if obj is None:
