@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy.orm import selectinload
 
 from . import emails
@@ -116,9 +125,19 @@ def _render_compose(
         "action": url_for("engage.edit_email", email_id=email.id)
         if email
         else url_for("engage.compose"),
+        "attachments": list(email.attachments) if email else [],
+        "attachment_limit_mb": f"{float(current_app.config['ENGAGE_MAX_ATTACHMENT_MB']):g}",
+        "attachment_limit_bytes": int(
+            float(current_app.config["ENGAGE_MAX_ATTACHMENT_MB"]) * 1024 * 1024
+        ),
     }
     template = "engage/_compose.html" if is_htmx() else "engage/compose_page.html"
-    return make_response(render_template(template, **context), status)
+    response = make_response(render_template(template, **context), status)
+    if status >= 400:
+        # A refused form is an explained answer: engage.js swaps it in, where htmx would drop
+        # a 4xx response and the marked fields would never show.
+        response.headers["X-Engage-Explained"] = "1"
+    return response
 
 
 def _slot_id(ref: RecordRef | None) -> str:
@@ -186,6 +205,8 @@ def edit_email(email_id: int) -> Any:
 
 
 def _save_or_send(email: Email | None) -> Any:
+    from . import attachments  # it builds on this module's views
+
     user = sales_user()
     if email is not None and email.owner_id != user.id:
         abort(404)  # a manager may read the team's drafts, not write them
@@ -196,12 +217,32 @@ def _save_or_send(email: Email | None) -> Any:
         return _render_compose(draft, email=email)
     sending = action == "send"
     errors.update(emails.check(draft, sending=sending))
+    # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
+    upload = attachments.chosen_file()
     if errors:
         # Nothing is lost: the form comes back with everything as typed, and the stored
         # draft (if any) is left as it was.
+        if upload is not None:
+            errors[attachments.FILE_FIELD] = _(
+                "The file was not attached: fix what is marked, then choose it again."
+            )
         return _render_compose(draft, email=email, errors=errors, status=422)
+    stored = None
+    if upload is not None:
+        try:
+            stored = attachments.store_upload(upload)
+        except attachments.AttachmentRefused as refusal:
+            errors[attachments.FILE_FIELD] = str(refusal)
+            return _render_compose(draft, email=email, errors=errors, status=422)
     session = current_engage.db.session
-    email = emails.save_draft(session, user, draft, email)
+    try:
+        email = emails.save_draft(session, user, draft, email)
+    except Exception:
+        if stored is not None:
+            current_engage.store.delete(stored.key)
+        raise
+    if stored is not None:
+        attachments.attach(session, email, stored)
     if sending:
         emails.submit(session, user, email)
         return _after_send(email)
@@ -222,9 +263,12 @@ def delete_email(email_id: int) -> Any:
     if email.owner_id != user.id or email.status is not EmailStatus.DRAFT:
         abort(404)
     regarding = email.regarding
+    keys = [attachment.storage_key for attachment in email.attachments]
     session = current_engage.db.session
     session.delete(email)
     session.commit()
+    for key in keys:
+        current_engage.store.delete(key)
     if is_htmx():
         response = make_response(
             render_template("engage/_compose_done.html", email=None, message=_("Draft deleted."))
@@ -291,11 +335,24 @@ def email_interactions(email_id: int) -> Any:
             .options(selectinload(TrackingEvent.link), selectinload(TrackingEvent.party))
         )
     )
+    attachment_names = {a.id: a.filename for a in email.attachments}
     clicks_by_link: dict[int, dict[str, int]] = {}
+    opens_by_file: dict[int, dict[str, int]] = {}
     for event in events:
         if event.kind is EventKind.CLICK and not event.machine and event.link is not None:
             per_party = clicks_by_link.setdefault(event.party_id, {})
             per_party[event.link.url] = per_party.get(event.link.url, 0) + 1
-    context = {"email": email, "events": events, "clicks_by_link": clicks_by_link}
+        if event.kind is EventKind.ATTACHMENT_OPEN and not event.machine:
+            name = attachment_names.get(event.attachment_id or 0)
+            if name is not None:
+                per_file = opens_by_file.setdefault(event.party_id, {})
+                per_file[name] = per_file.get(name, 0) + 1
+    context = {
+        "email": email,
+        "events": events,
+        "clicks_by_link": clicks_by_link,
+        "attachment_names": attachment_names,
+        "opens_by_file": opens_by_file,
+    }
     template = "engage/_interactions.html" if is_htmx() else "engage/interactions_page.html"
     return render_template(template, **context)

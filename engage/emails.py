@@ -212,6 +212,11 @@ def submit(session: Session, user: EngageUser, email: Email) -> None:
         [(p.address, p.record) for p in email.recipients], wants_follow=email.followed
     )
     email.followed = status.followed
+    if not email.followed:
+        # Followed files need a followed email (S17): now that it is settled that this one is
+        # not, its files go to every recipient as normal attachments (MIME parts).
+        for attachment in email.attachments:
+            attachment.followed = False
     if email.followed:
         for party in email.recipients:
             party.token = party.token or new_token()

@@ -303,8 +303,9 @@ def offline() -> str:
     return render_template("engage/offline.html")
 
 
-# The compose views register themselves on the blueprint above.
-from . import compose_views  # noqa: E402, F401
+# The compose views and the compose panel's attachment views register themselves on the
+# blueprint above.
+from . import attachments, compose_views  # noqa: E402, F401
 
 
 @blueprint.route("/t/o/<token>.gif", methods=["GET", "HEAD"])

@@ -352,3 +352,85 @@
     enhanceEditors(document);
   }
 })();
+
+/*
+ * Attachments in the compose panel (SPEC S16–S18).
+ *
+ * The file input and its buttons are part of the compose form and post it
+ * as multipart/form-data, with or without this script. Here the upload
+ * shows its progress (htmx's htmx:xhr:progress events drive a <progress>
+ * bar), and a file over the size limit is refused as soon as it is chosen,
+ * before a single byte is sent. The server checks the size again anyway.
+ */
+(function () {
+  "use strict";
+
+  function fileInput(form) {
+    return form && form.querySelector("input[type=file][data-engage-attachment-input]");
+  }
+
+  function chosenFile(input) {
+    return input && input.files && input.files.length ? input.files[0] : null;
+  }
+
+  function showError(input, text) {
+    var field = input.closest(".engage-attach");
+    var error = field && field.querySelector("[data-engage-attachment-error]");
+    if (!error) {
+      return;
+    }
+    error.textContent = text;
+    error.hidden = !text;
+    if (text) {
+      input.setAttribute("aria-invalid", "true");
+      if ((input.getAttribute("aria-describedby") || "").indexOf(error.id) < 0) {
+        input.setAttribute("aria-describedby", (input.getAttribute("aria-describedby") + " " + error.id).trim());
+      }
+    } else {
+      input.removeAttribute("aria-invalid");
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("input[type=file][data-engage-attachment-input]")) {
+      return;
+    }
+    var file = chosenFile(input);
+    var limit = Number(input.getAttribute("data-max-bytes")) || 0;
+    if (file && limit && file.size > limit) {
+      var template = input.getAttribute("data-msg-too-large") || "{name}";
+      showError(input, template.split("{name}").join(file.name));
+      input.value = ""; // so no request carries it
+    } else {
+      showError(input, "");
+    }
+  });
+
+  function progressParts(form) {
+    var section = form && form.querySelector("[data-engage-attachments]");
+    if (!section) {
+      return null;
+    }
+    return {
+      bar: section.querySelector("[data-engage-upload-progress]"),
+      status: section.querySelector("[data-engage-upload-status]"),
+    };
+  }
+
+  document.addEventListener("htmx:xhr:progress", function (event) {
+    var elt = event.target;
+    var form = elt && elt.closest ? (elt.matches("form") ? elt : elt.closest("form")) : null;
+    var file = chosenFile(fileInput(form));
+    var parts = file && progressParts(form);
+    if (!parts || !parts.bar || !event.detail.lengthComputable || !event.detail.total) {
+      return;
+    }
+    var percent = Math.min(100, Math.round((event.detail.loaded / event.detail.total) * 100));
+    parts.bar.hidden = false;
+    parts.bar.value = percent;
+    if (parts.status) {
+      parts.status.textContent = file.name + " " + percent + " %";
+    }
+  });
+})();
