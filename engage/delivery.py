@@ -5,6 +5,12 @@ tracking tokens, SPEC S13). Every copy carries the To and Cc headers as written 
 header; the envelope names only that copy's recipient. All copies share one Message-ID, so a
 reply to any of them threads back to the email.
 
+Attachments (SPEC S16, S17): files that are not followed travel in every copy as MIME parts,
+so the message becomes multipart/mixed around its multipart/alternative body. Followed files
+never do: each followed copy ends with a short list of links to them, through the attachment
+endpoint with that recipient's token, so their opens are seen recipient by recipient. A copy
+that is not followed never carries such a link; its followed files go as MIME parts.
+
 The job, :func:`deliver`, is idempotent: a recipient whose copy was accepted is never sent
 again, and a Redis lock keeps two jobs for one email from running side by side. Transient
 failures (4xx, connection trouble) are retried with backoff; permanent ones (5xx) mark that
@@ -15,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import smtplib
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -30,9 +38,10 @@ from flask import current_app
 
 from .compose import format_address, html_to_text
 from .extension import current_engage
-from .models import DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
+from .i18n import gettext as _
+from .models import Attachment, DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
 from .timeline import sync_email_activities
-from .tracking import tracked_html
+from .tracking import attachment_url, tracked_html
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +104,14 @@ def _tls_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-def build_message(email: Email, recipient: Party) -> EmailMessage:
-    """The copy of ``email`` that goes to ``recipient``: headers as written, no Bcc header."""
+def build_message(
+    email: Email, recipient: Party, files: Mapping[int, bytes] | None = None
+) -> EmailMessage:
+    """The copy of ``email`` that goes to ``recipient``: headers as written, no Bcc header.
+
+    :param files: attachment bytes by attachment id, read once for all copies; a file not in
+        it is read from the attachment store.
+    """
     sender = email.parties_in(PartyRole.FROM)[0]
     message = EmailMessage()
     message["From"] = _header_address(sender)
@@ -114,14 +129,61 @@ def build_message(email: Email, recipient: Party) -> EmailMessage:
     message["Message-ID"] = email.message_id
     message["X-Engage-Email"] = str(email.id)
     body_html, body_text = email.html_body, email.text_body
-    if email.followed and recipient.token:
+    followed_copy = bool(email.followed and recipient.token)
+    if followed_copy:
         # This recipient's own copy: links through the click endpoint, an open pixel (S13).
+        assert recipient.token is not None
         body_html = tracked_html(email.html_body, recipient.token)
         body_text = html_to_text(body_html)
+        linked = [a for a in email.attachments if a.followed]
+        if linked:
+            links = [(a, attachment_url(recipient.token, a.id)) for a in linked]
+            body_html += _links_html(links)
+            body_text = f"{body_text}\n\n{_links_text(links)}"
     message.set_content(body_text or " ")
     if body_html:
         message.add_alternative(_html_document(body_html), subtype="html")
+    for attachment in mime_attachments(email, followed_copy=followed_copy):
+        data = files.get(attachment.id) if files else None
+        maintype, _slash, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            read_attachment(attachment) if data is None else data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=attachment.filename,
+        )
     return message
+
+
+def mime_attachments(email: Email, *, followed_copy: bool) -> list[Attachment]:
+    """The files a copy carries as MIME parts: all of them, but followed ones in a followed copy."""
+    return [a for a in email.attachments if not (followed_copy and a.followed)]
+
+
+def read_attachment(attachment: Attachment) -> bytes:
+    """The bytes of an attachment, from the attachment store."""
+    with current_engage.store.open(attachment.storage_key) as stream:
+        return stream.read()
+
+
+def _links_html(links: list[tuple[Attachment, str]]) -> str:
+    from .attachments import format_size
+
+    items = "".join(
+        f'<li><a href="{html.escape(url)}">{html.escape(a.filename)}</a> '
+        f"({html.escape(format_size(a.size))})</li>"
+        for a, url in links
+    )
+    title = html.escape(_("Attachments"))
+    return f'<div class="engage-attachments"><p><strong>{title}</strong></p><ul>{items}</ul></div>'
+
+
+def _links_text(links: list[tuple[Attachment, str]]) -> str:
+    from .attachments import format_size
+
+    lines = [f"{_('Attachments')}:"]
+    lines += [f"- {a.filename} ({format_size(a.size)}): {url}" for a, url in links]
+    return "\n".join(lines)
 
 
 def _header_address(party: Party) -> str:
@@ -229,16 +291,22 @@ def _send_copies(
     # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
     smtputf8 = not all(p.address.isascii() for p in email.parties)
     policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
+    # Files that travel as MIME parts are read from the store once, not once per copy.
+    files = {
+        a.id: read_attachment(a) for a in mime_attachments(email, followed_copy=email.followed)
+    }
     # Unfollowed, every copy carries the same headers and body (the envelope alone names its
     # recipient), so the message is built and flattened once. Followed, each copy has its own.
-    shared = None if email.followed else build_message(email, pending[0]).as_bytes(policy=policy)
+    shared = (
+        None if email.followed else build_message(email, pending[0], files).as_bytes(policy=policy)
+    )
     client: smtplib.SMTP | None = None
     try:
         for count, party in enumerate(pending, start=1):
             try:
                 if client is None:
                     client = _open(settings)
-                data = shared or build_message(email, party).as_bytes(policy=policy)
+                data = shared or build_message(email, party, files).as_bytes(policy=policy)
                 if _send_one(client, data, party, sender, smtputf8):
                     journal.note(party)
             except _Transient as exc:

@@ -3,7 +3,8 @@
 Each recipient of a followed email gets a token of their own (SPEC S13): random, and signed, so a
 forged or mistyped token is recognised at the door without a database lookup (S15). Their copy
 carries an open pixel and every web link rewritten to the click endpoint, which redirects only
-to the URL stored with the message (no open redirect).
+to the URL stored with the message (no open redirect). Followed attachments (S17) reach them as
+links to the attachment endpoint, which hands out only followed files of that recipient's email.
 
 The endpoints never write to the database (DESIGN "Tracking"): they push the event onto a
 Redis list and answer at once. :func:`persist_events`, an RQ job, drains the list in batches,
@@ -31,7 +32,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, abort, current_app, redirect, request
 
 from .extension import current_engage
-from .models import EventKind, Link, Party
+from .models import Attachment, EventKind, Link, Party
 
 #: The Redis list of events waiting to be stored, and the flag that a drain job is queued.
 QUEUE_KEY = "engage:events"
@@ -118,6 +119,11 @@ def pixel_url(token: str) -> str:
 def click_url(token: str, position: int) -> str:
     """The tracked form of link number ``position`` for one recipient."""
     return f"{base_url()}/t/c/{token}/{position}"
+
+
+def attachment_url(token: str, attachment_id: int) -> str:
+    """The tracked link to a followed attachment for one recipient."""
+    return f"{base_url()}/t/a/{token}/{attachment_id}"
 
 
 def tracked_html(body_html: str, token: str) -> str:
@@ -302,11 +308,25 @@ def _store_batch(events: list[dict[str, Any]]) -> int:
             sa.select(Link).where(Link.email_id.in_({p.email_id for p in parties.values()}))
         )
     }
+    # An attachment open names its file; it counts only for a file of that recipient's email.
+    wanted = {
+        e["attachment_id"]
+        for e in events
+        if e["kind"] == EventKind.ATTACHMENT_OPEN.value and isinstance(e.get("attachment_id"), int)
+    }
+    files: dict[int, int] = {}
+    if wanted:
+        query = sa.select(Attachment.id, Attachment.email_id).where(Attachment.id.in_(wanted))
+        files = {file_id: email_id for file_id, email_id in session.execute(query)}
     hits = []
     for event, key in zip(events, keys, strict=True):
         party = parties.get(event["token"])
         if party is None or key in seen:
             continue  # a token of a deleted email, or an event already stored before a crash
+        if event["kind"] == EventKind.ATTACHMENT_OPEN.value and (
+            files.get(event.get("attachment_id", 0)) != party.email_id
+        ):
+            continue  # not a file of this recipient's email (or gone): nothing to record
         seen.add(key)
         hits.append(
             Hit(
@@ -349,5 +369,32 @@ def click(token: str, position: int) -> Response:
         abort(404)
     enqueue_event(EventKind.CLICK, token, position=position)
     response = redirect(url, code=302)
+    response.headers.update(_NO_STORE)
+    return response
+
+
+def attachment(token: str, attachment_id: int) -> Response:
+    """A followed attachment: the file as a download, and an attachment open for the worker.
+
+    Only a followed file of the email this recipient's token belongs to is handed out; anything
+    else is 404. Like the pixel and the click, nothing is written to the database here.
+    """
+    from .attachments import file_response
+
+    if not token_is_genuine(token):
+        abort(404)
+    found = current_engage.db.session.scalar(
+        sa.select(Attachment)
+        .join(Party, Party.email_id == Attachment.email_id)
+        .where(
+            Party.token == token,
+            Attachment.id == attachment_id,
+            Attachment.followed.is_(True),
+        )
+    )
+    if found is None:
+        abort(404)
+    response = file_response(found)
+    enqueue_event(EventKind.ATTACHMENT_OPEN, token, attachment_id=found.id)
     response.headers.update(_NO_STORE)
     return response

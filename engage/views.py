@@ -324,5 +324,13 @@ def tracking_click(token: str, position: int) -> Response:
     return click(token, position)
 
 
+@blueprint.route("/t/a/<token>/<int:attachment_id>", methods=["GET", "HEAD"])
+def tracking_attachment(token: str, attachment_id: int) -> Response:
+    """A followed attachment of a followed copy (no sign-in: recipients download it)."""
+    from .tracking import attachment
+
+    return attachment(token, attachment_id)
+
+
 # The inbound endpoint for replies registers itself on the blueprint above (and in CSRF_EXEMPT).
 from . import replies  # noqa: E402, F401
