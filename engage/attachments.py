@@ -62,8 +62,10 @@ from .i18n import gettext as _
 from .models import Attachment, Email, EmailStatus
 from .views import blueprint
 
-#: The name of the compose form's file input.
+#: The name of the compose form's file input, and the key of its errors.
 FILE_FIELD = "attachment"
+#: The key of errors about the listed files (a refused Follow).
+LIST_FIELD = "attachments"
 
 _CHUNK = 1 << 16
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
@@ -468,7 +470,7 @@ def follow_attachment(email_id: int, attachment_id: int) -> Any:
     status = emails.follow_status_of(emails.draft_recipients(draft), wants_follow=draft.follow)
     refusal = follow_refusal(status)
     if refusal:
-        return _panel(draft, email, {**errors, FILE_FIELD: refusal}, refused=True)
+        return _panel(draft, email, {**errors, LIST_FIELD: refusal}, refused=True)
     attachment.followed = True
     current_engage.db.session.commit()
     notice = _(
