@@ -135,9 +135,13 @@ class Engage:
 
             Babel(app)
 
+        from .fastpath import PixelFastPath
         from .views import blueprint
 
         app.register_blueprint(blueprint, url_prefix=app.config["ENGAGE_URL_PREFIX"])
+        # The open pixel is answered below Flask (see engage.fastpath); the blueprint's route
+        # stays for url_for and for apps that bypass app.wsgi_app.
+        app.wsgi_app = PixelFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
 
     # -- what the rest of engage uses ------------------------------------------------------
 

@@ -15,6 +15,7 @@ neither Flask nor the database.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -177,6 +178,9 @@ _PERSON_PROXIES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
+# Both are pure and see the same few values again and again (a recipient's client, a proxy's
+# address), while the event worker may classify thousands of events a second: remember them.
+@functools.lru_cache(maxsize=4096)
 def _scanner_product(user_agent: str) -> str | None:
     for pattern, product in _SCANNER_AGENTS:
         if pattern.search(user_agent):
@@ -184,6 +188,7 @@ def _scanner_product(user_agent: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _from_apple_network(ip: str | None) -> bool:
     if not ip:
         return False

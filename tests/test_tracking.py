@@ -349,3 +349,24 @@ def test_buffered_hits_reach_redis_within_moments_and_all_arrive(
     flush_buffered_events()
     assert redis_client.llen(QUEUE_KEY) == 50
     assert drain(tracked_app) == 50
+
+
+def test_the_pixel_is_answered_below_flask_and_head_works_too(tracked_app, smtp_sink, redis_client):
+    from flask import url_for
+
+    from engage.fastpath import PixelFastPath
+
+    assert isinstance(tracked_app.wsgi_app, PixelFastPath)
+    email_id = send_followed(tracked_app)
+    run_delivery(tracked_app, email_id)
+    ada = next(p for p in load(tracked_app, email_id).recipients if p.address == "ada@example.com")
+    calls = []
+    tracked_app.before_request(lambda: calls.append(1))  # Flask never sees the pixel
+    client = tracked_app.test_client()
+    head = client.head(f"/crm/engage/t/o/{ada.token}.gif")
+    assert head.status_code == 200 and head.data == b"" and head.mimetype == "image/gif"
+    assert client.post(f"/crm/engage/t/o/{ada.token}.gif").status_code in (400, 405)
+    assert calls == [1]  # only the POST went through Flask
+    assert redis_client.llen(QUEUE_KEY) == 1
+    with tracked_app.test_request_context():
+        assert url_for("engage.tracking_pixel", token="x") == "/crm/engage/t/o/x.gif"
