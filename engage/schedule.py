@@ -1,0 +1,342 @@
+"""The recommended delivery time of a message (SPEC S20, S24), as plain functions over plain values.
+
+The recommendation is made in the recipient's time zone:
+
+- A message with anything but exactly one recipient gets no recommendation, nor does a
+  recipient without an address or whose time zone is unknown.
+- When it is working time where the recipient is (inside the working hours, on a working day
+  that is not a public holiday of their country), the recommendation is *now*.
+- Otherwise it is the next working time: the start of the working day later today, or the start
+  of the next working day, skipping weekends and public holidays.
+- A recipient with enough past opens has a usual hour (their most common one); when that hour
+  lies inside the working hours, the recommendation is its next occurrence on a working day.
+
+Every recommendation carries a sentence for the UI naming the moment in the recipient's zone
+(with the zone's city) and the same instant in the sender's zone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+
+# A recipient whose working days are all holidays for this long has a broken calendar; the
+# search for the next working day stops there rather than looping forever.
+_SEARCH_DAYS = 800
+
+
+def _identity(message: str) -> str:
+    return message
+
+
+class Reason(StrEnum):
+    """Why a recommendation is what it is (machine-readable, compares equal to its value)."""
+
+    NOW_IN_HOURS = "now_in_hours"
+    NEXT_WORKING_TIME = "next_working_time"
+    USUAL_OPEN_HOUR = "usual_open_hour"
+    SEVERAL_RECIPIENTS = "several_recipients"
+    NO_ADDRESS = "no_address"
+    NO_TIMEZONE = "no_timezone"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingHours:
+    """The organisation's working day: from ``start`` (inclusive) to ``end`` (exclusive), local
+    to the recipient, on the ``weekdays`` listed (Monday is 0).
+
+    A working day must not cross midnight: ``start`` comes before ``end``.
+    """
+
+    start: time = time(8, 0)
+    end: time = time(17, 0)
+    weekdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("working hours are wall-clock times without a time zone")
+        if not self.start < self.end:
+            raise ValueError(f"working hours must start before they end ({self.start}-{self.end})")
+        if not self.weekdays:
+            raise ValueError("working hours need at least one weekday")
+        if not self.weekdays <= frozenset(range(7)):
+            raise ValueError(f"weekdays are 0 (Monday) to 6 (Sunday), not {sorted(self.weekdays)}")
+
+    def contains(self, moment: time) -> bool:
+        """Whether a wall-clock time falls inside the working hours."""
+        return self.start <= moment < self.end
+
+
+DEFAULT_WORKING_HOURS = WorkingHours()
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A recommended delivery time, or the reason there is none.
+
+    ``at`` is in UTC; ``recipient_local`` and ``sender_local`` are the same instant in each
+    party's zone. All three are ``None`` when there is no recommendation.
+    """
+
+    at: datetime | None
+    reason: Reason
+    recipient_local: datetime | None
+    sender_local: datetime | None
+    explanation: str
+
+    @property
+    def recommended(self) -> bool:
+        """Whether there is a time to pre-fill the dialog with (S22)."""
+        return self.at is not None
+
+
+def public_holidays(country: str | None, year: int) -> frozenset[date]:
+    """The public holidays of a country (ISO 3166-1 alpha-2, any case) in one year.
+
+    An unknown or missing country has none. Calendars are cached per country and year.
+    """
+    if not country or not country.strip():
+        return frozenset()
+    return _holiday_calendar(country.strip().upper(), year)
+
+
+@lru_cache(maxsize=512)
+def _holiday_calendar(country: str, year: int) -> frozenset[date]:
+    try:
+        calendar = holidays.country_holidays(country, years=year)
+    except NotImplementedError:
+        # The holidays package has no calendar for this code: treat every day as ordinary.
+        return frozenset()
+    return frozenset(day for day in calendar if day.year == year)
+
+
+def is_working_day(day: date, *, country: str | None, hours: WorkingHours) -> bool:
+    """Whether a local date is one of the working weekdays and no public holiday of ``country``."""
+    return day.weekday() in hours.weekdays and day not in public_holidays(country, day.year)
+
+
+def usual_open_hour(open_hours: Sequence[int], *, min_opens: int) -> int | None:
+    """The recipient's most common open hour (the earliest on a tie), or ``None`` with fewer
+    than ``min_opens`` opens.
+
+    :param open_hours: one local hour (0–23) per past human open.
+    """
+    if any(not 0 <= hour <= 23 for hour in open_hours):
+        raise ValueError(f"open hours are 0 to 23: {sorted(set(open_hours))}")
+    if not open_hours or len(open_hours) < min_opens:
+        return None
+    counts = Counter(open_hours)
+    return min(counts, key=lambda hour: (-counts[hour], hour))
+
+
+def local_hour_histogram(open_times: Iterable[datetime], zone: str) -> list[int]:
+    """Turn stored open times into the recipient's local hours, one per open, in order.
+
+    The result is what :func:`recommend` takes as ``open_hours``. Each hour is computed at its
+    own instant, so opens either side of a daylight-saving change land on the right local hour.
+    A naive datetime is taken to be UTC (how engage stores times).
+    """
+    tz = ZoneInfo(zone)
+    return [
+        (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(tz).hour
+        for moment in open_times
+    ]
+
+
+def working_hours_from_config(config: Mapping[str, Any]) -> WorkingHours:
+    """Build the working hours from ``ENGAGE_WORKING_HOURS_START``, ``ENGAGE_WORKING_HOURS_END``
+    (``"HH:MM"`` strings or :class:`~datetime.time`) and ``ENGAGE_WORKING_DAYS``, falling back
+    to 08:00–17:00, Monday to Friday for a key that is missing.
+    """
+    return WorkingHours(
+        start=_as_time(config.get("ENGAGE_WORKING_HOURS_START", DEFAULT_WORKING_HOURS.start)),
+        end=_as_time(config.get("ENGAGE_WORKING_HOURS_END", DEFAULT_WORKING_HOURS.end)),
+        weekdays=frozenset(
+            int(day) for day in config.get("ENGAGE_WORKING_DAYS", DEFAULT_WORKING_HOURS.weekdays)
+        ),
+    )
+
+
+def _as_time(value: time | str) -> time:
+    return value if isinstance(value, time) else time.fromisoformat(value)
+
+
+def city_of(zone: str) -> str:
+    """The name a person knows a zone by: the last part of its IANA name, underscores as
+    spaces (``America/Argentina/Buenos_Aires`` is ``Buenos Aires``).
+    """
+    return zone.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def recommend(
+    *,
+    now: datetime,
+    sender_zone: str,
+    recipient_zone: str | None,
+    recipient_count: int,
+    has_address: bool = True,
+    country: str | None = None,
+    hours: WorkingHours = DEFAULT_WORKING_HOURS,
+    open_hours: Sequence[int] = (),
+    min_opens: int = 5,
+    gettext: Callable[[str], str] = _identity,
+) -> Recommendation:
+    """Recommend when to deliver a message to its one recipient (S20, S24).
+
+    :param now: the current instant; must carry a time zone (any).
+    :param sender_zone: the sender's IANA zone, for the explanation and ``sender_local``.
+    :param recipient_zone: the recipient's IANA zone from geocoding their address (S21);
+        ``None`` (or a name the zone database does not know) means it is unknown.
+    :param recipient_count: every To, Cc and Bcc recipient; anything but one means no
+        recommendation.
+    :param has_address: whether the recipient has a physical address in the CRM. ``False``
+        gives the reason ``no_address``; an address whose zone is not (yet) known gives
+        ``no_timezone``.
+    :param country: the recipient's country (ISO 3166-1 alpha-2); its public holidays are not
+        working days. ``None`` or a code without a calendar means no holidays.
+    :param hours: the organisation's working hours, applied in the recipient's zone.
+    :param open_hours: the recipient's past human opens as local hours (0–23), see
+        :func:`local_hour_histogram`.
+    :param min_opens: how many opens make a usual hour worth following.
+    :param gettext: translates a message id; the ``%(name)s`` placeholders are filled in after
+        translation, so engage's own ``gettext`` (called without variables) fits.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must carry a time zone")
+    if recipient_count != 1:
+        return _none(Reason.SEVERAL_RECIPIENTS, gettext)
+    if not has_address:
+        return _none(Reason.NO_ADDRESS, gettext)
+    recipient_tz = _zone_or_none(recipient_zone)
+    if recipient_tz is None or recipient_zone is None:
+        return _none(Reason.NO_TIMEZONE, gettext)
+    sender_tz = ZoneInfo(sender_zone)
+
+    now_utc = now.astimezone(UTC)
+    local_now = now_utc.astimezone(recipient_tz)
+    working_now = hours.contains(local_now.time()) and is_working_day(
+        local_now.date(), country=country, hours=hours
+    )
+
+    usual = usual_open_hour(open_hours, min_opens=min_opens)
+    if usual is not None and hours.contains(time(usual)):
+        if working_now and local_now.hour == usual:
+            at, reason = now_utc, Reason.USUAL_OPEN_HOUR
+        else:
+            at = _next_working(local_now, time(usual), country=country, hours=hours)
+            reason = Reason.USUAL_OPEN_HOUR
+    elif working_now:
+        at, reason = now_utc, Reason.NOW_IN_HOURS
+    else:
+        at = _next_working(local_now, hours.start, country=country, hours=hours)
+        reason = Reason.NEXT_WORKING_TIME
+
+    recipient_local = at.astimezone(recipient_tz)
+    sender_local = at.astimezone(sender_tz)
+    return Recommendation(
+        at=at,
+        reason=reason,
+        recipient_local=recipient_local,
+        sender_local=sender_local,
+        explanation=_explain(
+            reason,
+            is_now=at == now_utc,
+            recipient_local=recipient_local,
+            sender_local=sender_local,
+            city=city_of(recipient_zone),
+            gettext=gettext,
+        ),
+    )
+
+
+def _zone_or_none(name: str | None) -> ZoneInfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _next_working(
+    local_now: datetime, at: time, *, country: str | None, hours: WorkingHours
+) -> datetime:
+    """The first moment at wall-clock ``at`` on a working day that is not before ``local_now``,
+    in UTC.
+    """
+    now_utc = local_now.astimezone(UTC)
+    day = local_now.date()
+    for _ in range(_SEARCH_DAYS):
+        if is_working_day(day, country=country, hours=hours):
+            # Compare in UTC: aware datetimes sharing a tzinfo compare by wall clock alone.
+            candidate = datetime.combine(day, at, tzinfo=local_now.tzinfo).astimezone(UTC)
+            if candidate >= now_utc:
+                return candidate
+        day += timedelta(days=1)
+    raise ValueError(f"no working day within {_SEARCH_DAYS} days of {local_now.date()}")
+
+
+def _none(reason: Reason, gettext: Callable[[str], str]) -> Recommendation:
+    if reason is Reason.SEVERAL_RECIPIENTS:
+        explanation = gettext("No recommendation: the email has several recipients")
+    elif reason is Reason.NO_ADDRESS:
+        explanation = gettext("No recommendation: the recipient has no address")
+    else:
+        explanation = gettext("No recommendation: the recipient's time zone is unknown")
+    return Recommendation(None, reason, None, None, explanation)
+
+
+def _explain(
+    reason: Reason,
+    *,
+    is_now: bool,
+    recipient_local: datetime,
+    sender_local: datetime,
+    city: str,
+    gettext: Callable[[str], str],
+) -> str:
+    # Whole sentences, one per case, so a translator can reorder every part of them.
+    if reason is Reason.NOW_IN_HOURS:
+        template = gettext(
+            "Now, %(weekday)s %(time)s in %(city)s (your %(sender_weekday)s %(sender_time)s):"
+            " within the recipient's working day"
+        )
+    elif reason is Reason.USUAL_OPEN_HOUR and is_now:
+        template = gettext(
+            "Now, %(weekday)s %(time)s in %(city)s (your %(sender_weekday)s %(sender_time)s):"
+            " when they usually open mail"
+        )
+    elif reason is Reason.USUAL_OPEN_HOUR:
+        template = gettext(
+            "%(weekday)s %(time)s in %(city)s (your %(sender_weekday)s %(sender_time)s):"
+            " when they usually open mail"
+        )
+    else:
+        template = gettext(
+            "%(weekday)s %(time)s in %(city)s (your %(sender_weekday)s %(sender_time)s):"
+            " outside the recipient's working day"
+        )
+    weekdays = (
+        gettext("Mon"),
+        gettext("Tue"),
+        gettext("Wed"),
+        gettext("Thu"),
+        gettext("Fri"),
+        gettext("Sat"),
+        gettext("Sun"),
+    )
+    return template % {
+        "weekday": weekdays[recipient_local.weekday()],
+        "time": f"{recipient_local:%H:%M}",
+        "city": city,
+        "sender_weekday": weekdays[sender_local.weekday()],
+        "sender_time": f"{sender_local:%H:%M}",
+    }
