@@ -58,4 +58,12 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_APP_START_URL": None,
     # The installed web app's name.
     "ENGAGE_APP_NAME": "engage",
+    # The working day in the recipient's zone, for the recommended delivery time (S20, S24):
+    # "HH:MM" from start (inclusive) to end (exclusive), on these weekdays (Monday is 0).
+    "ENGAGE_WORKING_HOURS_START": "08:00",
+    "ENGAGE_WORKING_HOURS_END": "17:00",
+    "ENGAGE_WORKING_DAYS": (0, 1, 2, 3, 4),
+    # A recipient with at least this many human opens has a usual hour the recommendation
+    # prefers (when it lies inside the working hours).
+    "ENGAGE_USUAL_HOUR_MIN_OPENS": 5,
 }
