@@ -391,3 +391,37 @@ class TrackingEvent(Base):
     email: Mapped[Email] = relationship()
     party: Mapped[Party] = relationship()
     link: Mapped[Link | None] = relationship()
+
+
+class RecordTimezone(Base):
+    """A record's time zone, geocoded from its postal address (SPEC S21).
+
+    One row per record, written by the background lookup (:func:`engage.geocoding.lookup_timezone`)
+    and read on the request path (:func:`engage.geocoding.timezone_of`). ``fingerprint`` is the
+    hash of the address the zone came from: when the record's address changes, the row is stale
+    and is looked up again. ``status`` is one of ``found``, ``not_found``, ``ambiguous``,
+    ``no_address`` and ``failed``; ``reason`` says in a sentence for the UI how the zone was
+    found or why there is none.
+    """
+
+    __tablename__ = "engage_record_timezone"
+    __table_args__ = (
+        sa.UniqueConstraint("record_type", "record_id", name="uq_engage_record_timezone_record"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(50))
+    record_id: Mapped[str] = mapped_column(sa.String(100))
+    #: An IANA zone name (``"Europe/Berlin"``), or ``None`` when the lookup found none.
+    timezone: Mapped[str | None] = mapped_column(sa.String(64))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    reason: Mapped[str] = mapped_column(sa.String(300), default="")
+    #: Who answered: ``offline`` (GeoNames data) or a geocoding service (``nominatim``, …).
+    provider: Mapped[str] = mapped_column(sa.String(40), default="")
+    looked_up_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def record(self) -> RecordRef:
+        """The record whose time zone this is."""
+        return RecordRef(self.record_type, self.record_id)
