@@ -6,7 +6,9 @@ whole path works without JavaScript.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import (
@@ -29,8 +31,10 @@ from .emails import DraftInput
 from .extension import current_engage
 from .htmx import is_htmx
 from .i18n import gettext as _
-from .models import Activity, Email, EmailStatus, EventKind, TrackingEvent
+from .models import Activity, Email, EmailStatus, EventKind, TrackingEvent, utcnow
 from .records import Record, RecordRef
+from .scheduling import cancel_scheduled_job, reschedule, send_now
+from .send_later import parse_local, send_later_state, sender_zone
 from .views import blueprint
 
 TIMELINE_CHANGED = "engage-timeline-changed"
@@ -94,6 +98,24 @@ def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
         draft.follow = True
     elif action == "unfollow":
         draft.follow = False
+    if form.get("send_at"):
+        try:
+            draft.send_at = datetime.fromisoformat(form["send_at"]).astimezone(UTC)
+        except ValueError:
+            draft.send_at = None
+    if action == "unschedule":
+        draft.send_at = None
+    elif action == "schedule":
+        zone = sender_zone(sales_user(), form.get("browser_zone"))
+        try:
+            when = parse_local(form.get("send_at_local", ""), zone)
+        except ValueError:
+            errors["send_at"] = _("Enter a date and a time, like 2026-11-27 08:00.")
+        else:
+            if when <= utcnow():
+                errors["send_at"] = _("That time has passed; choose a time in the future.")
+            else:
+                draft.send_at = when
     if regarding is not None and current_engage.records.get(regarding) is None:
         errors["regarding"] = _("The regarding record no longer exists.")
     return draft, errors
@@ -110,6 +132,10 @@ def _render_compose(
     regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
     body_html = draft.html()
     context = {
+        "later": send_later_state(draft, sales_user(), request.values.get("browser_zone")),
+        "compose_action": url_for("engage.edit_email", email_id=email.id)
+        if email
+        else url_for("engage.compose"),
         "follow": emails.follow_status_of(
             emails.draft_recipients(draft), wants_follow=draft.follow
         ),
@@ -147,6 +173,14 @@ def _slot_id(ref: RecordRef | None) -> str:
 def _after_send(email: Email) -> Any:
     count = len(email.recipients)
     message = _("Sending to %(count)s recipient(s)…", count=count)
+    if email.status is EmailStatus.SCHEDULED and email.scheduled_at:
+        zone = sender_zone(sales_user(), request.form.get("browser_zone"))
+        local = email.scheduled_at.astimezone(ZoneInfo(zone))
+        message = _(
+            "Scheduled: it goes out %(when)s (%(zone)s).",
+            when=local.strftime("%a %Y-%m-%d %H:%M"),
+            zone=zone,
+        )
     if is_htmx():
         response = make_response(
             render_template("engage/_compose_done.html", email=email, message=message)
@@ -212,10 +246,15 @@ def _save_or_send(email: Email | None) -> Any:
         abort(404)  # a manager may read the team's drafts, not write them
     draft, errors = _draft_from_form()
     action = request.form.get("action")
-    if action in {"follow", "unfollow", "retry_follow"}:
-        # Follow controls change the panel, not the stored draft: it is saved with Save/Send.
-        return _render_compose(draft, email=email)
+    if action in {"follow", "unfollow", "retry_follow", "schedule", "unschedule"}:
+        # Follow and Send later controls change the panel, not the stored draft: it is saved
+        # with Save or Send.
+        return _render_compose(draft, email=email, errors=errors, status=422 if errors else 200)
     sending = action == "send"
+    if sending and draft.send_at is not None and draft.send_at <= utcnow():
+        errors["send_at"] = _(
+            "The time chosen in Send later has passed. Choose a new time or remove the delay."
+        )
     errors.update(emails.check(draft, sending=sending))
     # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
     upload = attachments.chosen_file()
@@ -244,7 +283,7 @@ def _save_or_send(email: Email | None) -> Any:
     if stored is not None:
         attachments.attach(session, email, stored)
     if sending:
-        emails.submit(session, user, email)
+        emails.submit(session, user, email, send_at=draft.send_at)
         return _after_send(email)
     notice = _("Draft saved.")
     if not is_htmx():
@@ -257,14 +296,16 @@ def _save_or_send(email: Email | None) -> Any:
 
 @blueprint.post("/emails/<int:email_id>/delete")
 def delete_email(email_id: int) -> Any:
-    """Delete a draft."""
+    """Delete a draft, or a scheduled email before its time (S23)."""
     user = sales_user()
     email = visible_email_or_404(email_id)
-    if email.owner_id != user.id or email.status is not EmailStatus.DRAFT:
+    if email.owner_id != user.id or email.status not in (EmailStatus.DRAFT, EmailStatus.SCHEDULED):
         abort(404)
     regarding = email.regarding
     keys = [attachment.storage_key for attachment in email.attachments]
     session = current_engage.db.session
+    if email.status is EmailStatus.SCHEDULED:
+        cancel_scheduled_job(email)  # its job would find nothing to send anyway
     session.delete(email)
     session.commit()
     for key in keys:
@@ -356,3 +397,51 @@ def email_interactions(email_id: int) -> Any:
     }
     template = "engage/_interactions.html" if is_htmx() else "engage/interactions_page.html"
     return render_template(template, **context)
+
+
+def _own_scheduled_or_404(email_id: int) -> Email:
+    user = sales_user()
+    email = visible_email_or_404(email_id)
+    if email.owner_id != user.id:
+        abort(404)
+    if email.status is not EmailStatus.SCHEDULED:
+        abort(409, description=_("This email is no longer scheduled: it was sent or deleted."))
+    return email
+
+
+@blueprint.post("/emails/<int:email_id>/reschedule")
+def reschedule_email(email_id: int) -> Any:
+    """Change schedule of a scheduled email (S22, S23)."""
+    email = _own_scheduled_or_404(email_id)
+    zone = sender_zone(sales_user(), request.form.get("browser_zone"))
+    try:
+        when = parse_local(request.form.get("send_at_local", ""), zone)
+    except ValueError:
+        flash(_("Enter a date and a time, like 2026-11-27 08:00."), "engage-error")
+        return redirect(url_for("engage.email_detail", email_id=email.id)), 303
+    if when <= utcnow():
+        flash(_("That time has passed; choose a time in the future."), "engage-error")
+        return redirect(url_for("engage.email_detail", email_id=email.id)), 303
+    reschedule(email, when)
+    local = when.astimezone(ZoneInfo(zone))
+    flash(
+        _(
+            "Rescheduled: it goes out %(when)s (%(zone)s).",
+            when=local.strftime("%a %Y-%m-%d %H:%M"),
+            zone=zone,
+        ),
+        "engage-success",
+    )
+    response = redirect(url_for("engage.email_detail", email_id=email.id))
+    response.headers["HX-Trigger"] = TIMELINE_CHANGED
+    return response
+
+
+@blueprint.post("/emails/<int:email_id>/send-now")
+def send_email_now(email_id: int) -> Any:
+    """Remove delay: send a scheduled email at once."""
+    email = _own_scheduled_or_404(email_id)
+    if send_now(email):
+        enqueue_delivery(email)
+        flash(_("Sending now…"), "engage-success")
+    return redirect(url_for("engage.email_detail", email_id=email.id))

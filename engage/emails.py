@@ -8,6 +8,7 @@ wrong with it (field by field, in the user's words), :func:`save_draft` stores i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -91,6 +92,7 @@ class DraftInput:
     regarding: RecordRef | None = None
     picked: dict[str, RecordRef] = field(default_factory=dict)
     follow: bool = True
+    send_at: datetime | None = None
 
     @classmethod
     def from_email(cls, email: Email) -> DraftInput:
@@ -109,6 +111,7 @@ class DraftInput:
             regarding=email.regarding,
             picked={p.address.lower(): p.record for p in email.recipients if p.record},
             follow=email.followed,
+            send_at=email.scheduled_at,
         )
 
     def html(self) -> str:
@@ -177,6 +180,7 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
     email.text_body = html_to_text(email.html_body)
     email.regarding = draft.regarding
     email.followed = draft.follow  # the sender's wish; settled when the email is sent
+    email.scheduled_at = draft.send_at  # a delay chosen in Send later, kept with the draft
     email.updated_at = utcnow()
     parties = [Party(role=PartyRole.FROM, address=user.email, name=user.name, position=0)]
     for _name, role in ADDRESS_FIELDS:
@@ -198,11 +202,19 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
     return email
 
 
-def submit(session: Session, user: EngageUser, email: Email) -> None:
-    """Send a saved draft: freeze it, give it its Message-ID and queue its delivery."""
+def submit(
+    session: Session, user: EngageUser, email: Email, *, send_at: datetime | None = None
+) -> None:
+    """Send a saved draft: freeze it, give it its Message-ID and queue its delivery.
+
+    With ``send_at`` in the future the email is *scheduled* instead (S22, S23): frozen now,
+    delivered at that time by :func:`engage.scheduling.send_scheduled`.
+    """
     if email.status is not EmailStatus.DRAFT:
         raise ValueError("only a draft can be sent")
     now = utcnow()
+    if send_at is not None and send_at <= now:
+        raise ValueError("the send time has passed")
     sender = email.parties_in(PartyRole.FROM)[0]
     sender.address, sender.name = user.email, user.name
     domain = current_app.config["ENGAGE_MESSAGE_ID_DOMAIN"] or user.email.rpartition("@")[2]
@@ -223,9 +235,19 @@ def submit(session: Session, user: EngageUser, email: Email) -> None:
         email.links = [
             Link(position=n, url=url) for n, url in enumerate(web_links(email.html_body))
         ]
-    email.status = EmailStatus.SENDING
-    email.submitted_at = now
     email.updated_at = now
+    if send_at is not None:
+        from .scheduling import schedule_delivery
+
+        email.status = EmailStatus.SCHEDULED
+        email.scheduled_at = send_at
+        sync_email_activities(session, email)
+        session.commit()
+        schedule_delivery(email)
+        return
+    email.status = EmailStatus.SENDING
+    email.scheduled_at = None
+    email.submitted_at = now
     sync_email_activities(session, email)
     session.commit()
     enqueue_delivery(email)

@@ -207,7 +207,8 @@ def test_send_queues_the_email_and_freezes_it(app, redis_client):
     with app.app_context():
         from engage import current_engage
 
-        assert len(current_engage.queue) == 1
+        jobs = [j.func_name for j in current_engage.queue.get_jobs()]
+        assert jobs.count("engage.delivery.deliver") == 1
     # Sent emails open read-only; their edit URL leads there.
     edit = client.get(f"/crm/engage/emails/{email.id}/edit")
     assert edit.status_code == 302 and edit.headers["Location"].endswith(f"/emails/{email.id}")

@@ -341,15 +341,47 @@
     }
   });
 
+  /* ---- The sender's time zone for Send later ------------------------------
+   * Times in the Send later dialog are the sender's own (S19). When their
+   * profile has no zone, the server uses the browser's, sent in this field.
+   */
+  function fillBrowserZone(root) {
+    var zone;
+    try {
+      zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    } catch (error) {
+      return;
+    }
+    var fields = root.querySelectorAll ? root.querySelectorAll("[data-engage-browser-zone]") : [];
+    Array.prototype.forEach.call(fields, function (field) {
+      if (!field.value) {
+        field.value = zone || "";
+      }
+    });
+  }
+
   document.addEventListener("htmx:load", function (event) {
     enhanceEditors(event.detail.elt);
+    fillBrowserZone(event.detail.elt);
+  });
+  document.addEventListener("htmx:configRequest", function (event) {
+    // The compose panel's first load (a GET) carries no form: send the zone along.
+    if (!event.detail.parameters.browser_zone) {
+      try {
+        event.detail.parameters.browser_zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      } catch (error) {
+        /* an old browser: the profile's zone or UTC is used */
+      }
+    }
   });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () {
       enhanceEditors(document);
+      fillBrowserZone(document);
     });
   } else {
     enhanceEditors(document);
+    fillBrowserZone(document);
   }
 })();
 
