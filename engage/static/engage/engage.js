@@ -360,6 +360,23 @@
     });
   }
 
+  // A dialog re-rendered by the server (the Send later poll) stays open if it was open: its
+  // state travels in a hidden field next to it.
+  document.addEventListener(
+    "toggle",
+    function (event) {
+      var details = event.target;
+      if (!details.matches || !details.matches("details[data-engage-keep-open]")) {
+        return;
+      }
+      var field = details.parentElement.querySelector("[data-engage-open-state]");
+      if (field) {
+        field.value = details.open ? "1" : "";
+      }
+    },
+    true
+  );
+
   document.addEventListener("htmx:load", function (event) {
     enhanceEditors(event.detail.elt);
     fillBrowserZone(event.detail.elt);
