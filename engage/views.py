@@ -334,3 +334,6 @@ def tracking_attachment(token: str, attachment_id: int) -> Response:
 
 # The inbound endpoint for replies registers itself on the blueprint above (and in CSRF_EXEMPT).
 from . import replies  # noqa: E402, F401
+
+# Action cards and the assistant panel register themselves on the blueprint above.
+from . import cards  # noqa: E402, F401
