@@ -15,7 +15,6 @@ client addresses here too.
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 from flask import Flask
 
-from .tracking import _NO_STORE, _TOKEN, PIXEL, _buffer_of, _derive_key, push_events, signature
+from .tracking import _NO_STORE, PIXEL, _buffer_of, push_events, token_is_genuine
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -53,20 +52,10 @@ class PixelFastPath:
         ):
             return self.wrapped(environ, start_response)
         token = path[len(self.start) : -len(".gif")]
-        if self._genuine(token):
+        if token_is_genuine(token, self.app.config["SECRET_KEY"] or b""):
             self._note(token, method, environ)
         start_response("200 OK", list(_HEADERS))
         return [] if method == "HEAD" else [PIXEL]
-
-    def _genuine(self, token: str) -> bool:
-        if not _TOKEN.match(token):
-            return False
-        secret = self.app.config["SECRET_KEY"]
-        if not secret:
-            return False
-        key = _derive_key(secret.encode() if isinstance(secret, str) else secret)
-        body, _dot, mac = token.partition(".")
-        return hmac.compare_digest(mac, signature(key, body))
 
     def _note(self, token: str, method: str, environ: dict[str, Any]) -> None:
         event = json.dumps(

@@ -84,12 +84,22 @@ def new_token() -> str:
     return f"{body}.{_sign(body)}"
 
 
-def token_is_genuine(token: str) -> bool:
-    """Whether ``token`` was made by :func:`new_token` with this app's secret."""
+def token_is_genuine(token: str, secret: str | bytes | None = None) -> bool:
+    """Whether ``token`` was made by :func:`new_token` with the app's secret.
+
+    :param secret: the secret to check against; by default the current app's ``SECRET_KEY``
+        (the pixel's fast path, outside any app context, passes it in).
+    """
     if not _TOKEN.match(token or ""):
         return False
+    if secret is None:
+        key = _key()
+    elif not secret:
+        return False
+    else:
+        key = _derive_key(secret.encode() if isinstance(secret, str) else secret)
     body, _dot, mac = token.partition(".")
-    return hmac.compare_digest(mac, _sign(body))
+    return hmac.compare_digest(mac, signature(key, body))
 
 
 # -- links in the message ------------------------------------------------------------------------
