@@ -23,7 +23,7 @@ from flask import (
 )
 from sqlalchemy.orm import selectinload
 
-from . import emails
+from . import emails, reminders
 from .access import can_see, sales_user, visible_email_or_404
 from .compose import Address, html_to_text
 from .delivery import enqueue_delivery, prepare_resend
@@ -116,9 +116,24 @@ def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
                 errors["send_at"] = _("That time has passed; choose a time in the future.")
             else:
                 draft.send_at = when
+    # Set reminder (S25): OK and Remove change the panel; the reminder is stored with Save.
+    draft.reminder = reminders.reminder_from_form(
+        form,
+        action,
+        errors,
+        followed=_followed(draft),
+        send_at=draft.send_at,
+        zone=sender_zone(sales_user(), form.get("browser_zone")),
+    )
     if regarding is not None and current_engage.records.get(regarding) is None:
         errors["regarding"] = _("The regarding record no longer exists.")
     return draft, errors
+
+
+def _followed(draft: DraftInput) -> bool:
+    # The panel's follow state: the sender's wish, settled by the recipients' preferences.
+    recipients = emails.draft_recipients(draft)
+    return emails.follow_status_of(recipients, wants_follow=draft.follow).followed
 
 
 def _render_compose(
@@ -157,6 +172,11 @@ def _render_compose(
             float(current_app.config["ENGAGE_MAX_ATTACHMENT_MB"]) * 1024 * 1024
         ),
     }
+    context["reminder"] = reminders.compose_panel(
+        draft,
+        followed=context["follow"].followed,
+        zone=sender_zone(sales_user(), request.values.get("browser_zone")),
+    )
     template = "engage/_compose.html" if is_htmx() else "engage/compose_page.html"
     response = make_response(render_template(template, **context), status)
     if status >= 400:
@@ -246,7 +266,8 @@ def _save_or_send(email: Email | None) -> Any:
         abort(404)  # a manager may read the team's drafts, not write them
     draft, errors = _draft_from_form()
     action = request.form.get("action")
-    if action in {"follow", "unfollow", "retry_follow", "schedule", "unschedule"}:
+    panel_actions = {"follow", "unfollow", "retry_follow", "schedule", "unschedule"}
+    if action in panel_actions | {"set_reminder", "remove_reminder"}:
         # Follow and Send later controls change the panel, not the stored draft: it is saved
         # with Save or Send.
         return _render_compose(draft, email=email, errors=errors, status=422 if errors else 200)
@@ -256,6 +277,7 @@ def _save_or_send(email: Email | None) -> Any:
             "The time chosen in Send later has passed. Choose a new time or remove the delay."
         )
     errors.update(emails.check(draft, sending=sending))
+    errors.update(reminders.check_draft(draft, followed=_followed(draft), sending=sending))
     # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
     upload = attachments.chosen_file()
     if errors:
@@ -282,8 +304,10 @@ def _save_or_send(email: Email | None) -> Any:
         raise
     if stored is not None:
         attachments.attach(session, email, stored)
+    reminders.keep_with_draft(session, email, draft.reminder)
     if sending:
         emails.submit(session, user, email, send_at=draft.send_at)
+        reminders.activate(email)
         return _after_send(email)
     notice = _("Draft saved.")
     if not is_htmx():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -23,6 +24,9 @@ from .records import EngageUser, RecordRef
 from .settings import engagement_enabled
 from .timeline import sync_email_activities
 from .tracking import new_token, web_links
+
+if TYPE_CHECKING:
+    from .reminders import ReminderInput
 
 ADDRESS_FIELDS = (("to", PartyRole.TO), ("cc", PartyRole.CC), ("bcc", PartyRole.BCC))
 
@@ -93,10 +97,13 @@ class DraftInput:
     picked: dict[str, RecordRef] = field(default_factory=dict)
     follow: bool = True
     send_at: datetime | None = None
+    #: A follow-up reminder set with OK (SPEC S25), kept with the draft on Save.
+    reminder: ReminderInput | None = None
 
     @classmethod
     def from_email(cls, email: Email) -> DraftInput:
         """The form's values for a stored draft, to reopen it."""
+        from .reminders import input_of as reminder_input_of  # it builds on the views
 
         def joined(role: PartyRole) -> str:
             return ", ".join(_written(p) for p in email.parties_in(role))
@@ -112,6 +119,7 @@ class DraftInput:
             picked={p.address.lower(): p.record for p in email.recipients if p.record},
             follow=email.followed,
             send_at=email.scheduled_at,
+            reminder=reminder_input_of(email),
         )
 
     def html(self) -> str:

@@ -35,6 +35,7 @@ def sweep() -> str:
     the cron scheduler and a worker are alive. Returns the time it ran, in ISO 8601.
     """
     from .delivery import enqueue_delivery
+    from .reminders import sweep_reminders
     from .scheduling import sweep_scheduled
 
     now = utcnow()
@@ -52,6 +53,7 @@ def sweep() -> str:
     for email in overdue:
         enqueue_delivery(email)
     sweep_scheduled(now)
+    sweep_reminders(now)
     purge_tracking_details(now)
     # Events pushed while no drain job was queued (a flushed Redis, a lost job) are picked up.
     if current_engage.redis.llen(tracking.QUEUE_KEY):

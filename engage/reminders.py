@@ -1,0 +1,662 @@
+"""Follow-up reminders (SPEC S25–S28): "remind me if Ada hasn't replied by Tuesday 09:00".
+
+A reminder belongs to one email. Set in the compose panel it is kept with the draft and
+becomes active when the email is sent (or scheduled); on a sent or scheduled email's page it
+can be set, changed or removed directly.
+
+Like scheduled delivery (:mod:`engage.scheduling`), RQ's scheduler is the clock and the
+database the truth: the job carries the time it was scheduled for and does nothing unless the
+reminder is still pending for exactly that time, so a changed or removed reminder never fires
+at its old time. Firing or resolving is one conditional UPDATE, so two jobs for the same
+reminder (a lost job requeued by the sweep, say) act once.
+
+Conditions are judged on **human** events only: the recipients' running totals
+(:attr:`Party.opens`, :attr:`Party.replied_at`) never count machine opens or auto-replies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, request, url_for
+from rq.job import Job
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .compose import parse_addresses
+from .extension import current_engage
+from .i18n import gettext as _
+from .models import Base, Email, EmailStatus, Party, UTCDateTime, utcnow
+from .views import blueprint
+
+if TYPE_CHECKING:
+    from .emails import DraftInput
+
+NO_REPLY = "no_reply"
+NOT_OPENED = "not_opened"
+ANYWAY = "anyway"
+#: The conditions, in the order the dialog offers them.
+CONDITIONS = (NO_REPLY, NOT_OPENED, ANYWAY)
+#: Conditions that need a followed email: only then are opens (and replies) watched.
+FOLLOWED_ONLY = frozenset({NO_REPLY, NOT_OPENED})
+
+PENDING = "pending"
+FIRED = "fired"
+RESOLVED = "resolved"
+
+#: How late a pending reminder may be before the sweep assumes its job is lost.
+SWEEP_GRACE = timedelta(seconds=60)
+
+
+class Reminder(Base):
+    """The follow-up reminder of one email, and what became of it."""
+
+    __tablename__ = "engage_reminder"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), unique=True
+    )
+    owner_id: Mapped[str] = mapped_column(sa.String(100))
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    condition: Mapped[str] = mapped_column(sa.String(20))
+    remind_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(sa.String(20), default=PENDING, index=True)
+    #: Why a resolved reminder did not fire, without the time (``"Ada replied"``).
+    resolved_reason: Mapped[str | None] = mapped_column(sa.String(300))
+    #: When the condition was met (the first human reply or open), for a resolved reminder.
+    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the reminder fired or resolved itself.
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    email: Mapped[Email] = relationship()
+
+
+# -- rules: plain functions over plain values ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderInput:
+    """A reminder as the compose panel carries it, before it is stored."""
+
+    title: str
+    condition: str
+    remind_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    """What a recipient did, as far as the condition is concerned (human events only)."""
+
+    name: str
+    opens: int = 0
+    first_open_at: datetime | None = None
+    replied_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The condition judged at the reminder's time: whether it holds, and what happened."""
+
+    holds: bool
+    what: str
+    met_at: datetime | None = None
+
+
+def first_name(name: str, address: str = "") -> str:
+    """How a recipient is called in a summary: the first word of the name, else the address."""
+    return name.split()[0] if name.strip() else address
+
+
+def _replied_at(facts: RecipientFacts) -> float:
+    return facts.replied_at.timestamp() if facts.replied_at else float("inf")
+
+
+def _first_open_at(facts: RecipientFacts) -> float:
+    return facts.first_open_at.timestamp() if facts.first_open_at else float("inf")
+
+
+def evaluate(condition: str, recipients: Sequence[RecipientFacts], subject: str) -> Verdict:
+    """Judge ``condition`` on the recipients' human events.
+
+    *No reply* holds while no recipient has replied, *not opened* while none has opened the
+    email, *anyway* always. When it does not hold, ``what`` says who did what first and
+    ``met_at`` when.
+    """
+    subject = subject or _("(no subject)")
+    if condition == NO_REPLY:
+        replied = [r for r in recipients if r.replied_at is not None]
+        if replied:
+            first = min(replied, key=_replied_at)
+            return Verdict(False, _("%(name)s replied", name=first.name), first.replied_at)
+        return Verdict(True, _("No reply yet to “%(subject)s”.", subject=subject))
+    if condition == NOT_OPENED:
+        opened = [r for r in recipients if r.opens > 0]
+        if opened:
+            first = min(opened, key=_first_open_at)
+            return Verdict(False, _("%(name)s opened it", name=first.name), first.first_open_at)
+        return Verdict(True, _("“%(subject)s” has not been opened yet.", subject=subject))
+    return Verdict(True, _("Your reminder for “%(subject)s”.", subject=subject))
+
+
+def check(
+    reminder: ReminderInput,
+    *,
+    followed: bool,
+    send_at: datetime | None,
+    now: datetime,
+    must_be_future: bool = True,
+) -> dict[str, str]:
+    """What is wrong with ``reminder``, by form field; empty when it can be kept."""
+    errors: dict[str, str] = {}
+    if not reminder.title.strip():
+        errors["reminder_title"] = _("Give the reminder a title: it is what you will read.")
+    elif len(reminder.title) > 300:
+        errors["reminder_title"] = _("Keep the title under 300 characters.")
+    if reminder.condition not in CONDITIONS:
+        errors["reminder_condition"] = _("Choose when to be reminded.")
+    elif reminder.condition in FOLLOWED_ONLY and not followed:
+        errors["reminder_condition"] = _(
+            "Replies and opens are only watched on a followed email: turn Follow on, "
+            "or choose “Remind me anyway at”."
+        )
+    if must_be_future and reminder.remind_at <= now:
+        errors["reminder_at"] = _("That time has passed; choose a time in the future.")
+    elif send_at is not None and reminder.remind_at <= send_at:
+        errors["reminder_at"] = _(
+            "Choose a time after the email goes out (it is scheduled for later)."
+        )
+    return errors
+
+
+def when_text(moment: datetime, zone: str, now: datetime) -> str:
+    """A short time in ``zone``: ``Tue 09:00`` within the coming week, else with the date."""
+    local = moment.astimezone(ZoneInfo(zone))
+    if abs((moment - now).total_seconds()) < 6 * 86400:
+        return local.strftime("%a %H:%M")
+    return local.strftime("%a %d %b %Y %H:%M")
+
+
+def _if_phrase(condition: str, who: str | None) -> str:
+    if condition == NO_REPLY:
+        return _("if %(who)s hasn't replied", who=who) if who else _("if nobody has replied")
+    if condition == NOT_OPENED:
+        return _("if %(who)s hasn't opened it", who=who) if who else _("if nobody has opened it")
+    return ""
+
+
+def summary(
+    *,
+    condition: str,
+    remind_at: datetime,
+    state: str,
+    who: str | None,
+    zone: str,
+    now: datetime,
+    fired_at: datetime | None = None,
+    resolved_reason: str | None = None,
+    met_at: datetime | None = None,
+) -> str:
+    """The one-line summary shown beside the blue **Set reminder** indicator.
+
+    ``who`` is the single recipient's first name, or ``None`` for several recipients.
+    """
+    at = when_text(remind_at, zone, now)
+    if state == FIRED:
+        return _(
+            "Reminder fired %(when)s: see the card in your assistant.",
+            when=when_text(fired_at or remind_at, zone, now),
+        )
+    if state == RESOLVED:
+        reason = resolved_reason or ""
+        if met_at is not None:
+            reason = _("%(what)s on %(when)s", what=reason, when=when_text(met_at, zone, now))
+        return _("Resolved itself, no reminder needed: %(reason)s.", reason=reason)
+    phrase = _if_phrase(condition, who)
+    if remind_at <= now:
+        return _("Due %(when)s; checking now.", when=at)
+    return (
+        _("Remind me %(when)s %(phrase)s", when=at, phrase=phrase)
+        if phrase
+        else _("Remind me %(when)s", when=at)
+    )
+
+
+def condition_options(followed: bool) -> list[tuple[str, str]]:
+    """The conditions the dialog offers: reply and open only for a followed email."""
+    options = []
+    if followed:
+        options += [
+            (NO_REPLY, _("If I don't receive a reply by")),
+            (NOT_OPENED, _("If the email is not opened by")),
+        ]
+    options.append((ANYWAY, _("Remind me anyway at")))
+    return options
+
+
+# -- the compose panel ----------------------------------------------------------------------
+
+
+def _carried(form: Mapping[str, str]) -> ReminderInput | None:
+    # The reminder set with OK travels in hidden fields until Save or Send stores it.
+    raw = form.get("reminder_at", "")
+    if not raw or form.get("reminder_condition") not in CONDITIONS:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return ReminderInput(form.get("reminder_title", ""), form["reminder_condition"], when)
+
+
+def reminder_from_form(
+    form: Mapping[str, str],
+    action: str | None,
+    errors: dict[str, str],
+    *,
+    followed: bool,
+    send_at: datetime | None,
+    zone: str,
+) -> ReminderInput | None:
+    """The reminder the compose form carries after ``action``; refusals go into ``errors``.
+
+    *OK* (``set_reminder``) reads the dialog and keeps the previous reminder when the new one
+    is refused (the typed values come back from the request); *Remove reminder* drops it.
+    """
+    from .send_later import parse_local
+
+    current = _carried(form)
+    if action == "remove_reminder":
+        return None
+    if action != "set_reminder":
+        return current
+    try:
+        when = parse_local(form.get("reminder_at_local", ""), zone)
+    except ValueError:
+        errors["reminder_at"] = _("Enter a date and a time, like 2026-11-27 08:00.")
+        when = None
+    candidate = ReminderInput(
+        form.get("reminder_title_input", "").strip(),
+        form.get("reminder_condition_input", ""),
+        when or utcnow(),
+    )
+    found = check(candidate, followed=followed, send_at=send_at, now=utcnow())
+    if when is None:
+        found.pop("reminder_at", None)
+    errors.update(found)
+    return current if found or when is None else candidate
+
+
+def check_draft(draft: DraftInput, *, followed: bool, sending: bool) -> dict[str, str]:
+    """Check the draft's reminder again on Save and Send (Follow or the send time may have
+    changed since OK); only Send insists on a future time."""
+    if draft.reminder is None:
+        return {}
+    return check(
+        draft.reminder,
+        followed=followed,
+        send_at=draft.send_at,
+        now=utcnow(),
+        must_be_future=sending,
+    )
+
+
+def reminder_of(session: Session, email_id: int) -> Reminder | None:
+    """The email's reminder, if it has one."""
+    return session.scalar(sa.select(Reminder).where(Reminder.email_id == email_id))
+
+
+def input_of(email: Email) -> ReminderInput | None:
+    """The reminder kept with a stored draft, as the compose form carries it."""
+    row = reminder_of(current_engage.db.session, email.id)
+    if row is None:
+        return None
+    return ReminderInput(row.title, row.condition, row.remind_at)
+
+
+def keep_with_draft(session: Session, email: Email, reminder: ReminderInput | None) -> None:
+    """Store the draft's reminder (Save), replacing or removing what was kept, and commit.
+
+    Nothing is scheduled yet: the reminder becomes active with :func:`activate` on Send.
+    """
+    row = reminder_of(session, email.id)
+    if reminder is None:
+        if row is not None:
+            session.delete(row)
+            session.commit()
+        return
+    if row is None:
+        row = Reminder(email_id=email.id, owner_id=email.owner_id)
+        session.add(row)
+    _write(row, reminder)
+    session.commit()
+
+
+def _write(row: Reminder, reminder: ReminderInput) -> None:
+    row.title = reminder.title.strip()
+    row.condition = reminder.condition
+    row.remind_at = reminder.remind_at
+    row.state = PENDING
+    row.resolved_reason = None
+    row.met_at = None
+    row.fired_at = None
+
+
+def activate(email: Email) -> None:
+    """Schedule the job of the email's pending reminder, once the email is sent or scheduled."""
+    row = reminder_of(current_engage.db.session, email.id)
+    if row is not None and row.state == PENDING and email.status is not EmailStatus.DRAFT:
+        schedule_reminder(row)
+
+
+# -- the job ---------------------------------------------------------------------------------
+
+
+def _job_id(row: Reminder) -> str:
+    # One job id per reminder and due time: a changed reminder gets a new job, and the old
+    # one can be found (and cancelled) by its id.
+    return f"engage-reminder-{row.id}-{int(row.remind_at.timestamp())}"
+
+
+def schedule_reminder(row: Reminder) -> None:
+    """Put the reminder's job on RQ's scheduler for its ``remind_at`` (already committed)."""
+    current_engage.queue.enqueue_at(
+        row.remind_at,
+        fire_reminder,
+        row.id,
+        row.remind_at.isoformat(),
+        job_id=_job_id(row),
+        job_timeout=300,
+        result_ttl=600,
+    )
+
+
+def _cancel_job(row: Reminder) -> None:
+    # Best effort: the old job would find the reminder changed and do nothing anyway.
+    with contextlib.suppress(Exception):
+        Job.fetch(_job_id(row), connection=current_engage.redis).cancel()
+
+
+def _lateness(late: timedelta) -> str:
+    minutes = round(late.total_seconds() / 60)
+    if minutes >= 1:
+        return _("%(count)s minute(s)", count=minutes)
+    return _("%(count)s seconds", count=int(late.total_seconds()))
+
+
+def _display_name(party: Party) -> str:
+    # The name written in the header, else the CRM record's, else the address.
+    if party.name:
+        return party.name
+    record = current_engage.records.get(party.record) if party.record else None
+    return record.name if record is not None and record.name else party.address
+
+
+def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
+    """The job that runs at a reminder's time: fire it (a card) or let it resolve itself.
+
+    Returns ``fired``, ``resolved``, ``stale`` (changed, removed or done meanwhile, or the
+    email is still a draft) or ``early`` (the clock ran ahead; the job is put back).
+    ``requeued`` marks a job the sweep queued again after the original was lost.
+    """
+    from .cards import create_card
+
+    session = current_engage.db.session
+    due_at = datetime.fromisoformat(due)
+    row = session.get(Reminder, reminder_id)
+    if row is None or row.state != PENDING or row.remind_at != due_at:
+        return "stale"
+    email = session.get(Email, row.email_id)
+    if email is None or email.status is EmailStatus.DRAFT:
+        return "stale"
+    early = (due_at - utcnow()).total_seconds()
+    if early > 1:
+        schedule_reminder(row)
+        return "early"
+    if early > 0:
+        time.sleep(early)  # never judge before the time the rep chose
+    facts = [
+        RecipientFacts(
+            name=_display_name(p),
+            opens=p.opens,
+            first_open_at=p.first_open_at,
+            replied_at=p.replied_at,
+        )
+        for p in email.recipients
+    ]
+    verdict = evaluate(row.condition, facts, email.subject)
+    now = utcnow()
+    moved = session.execute(
+        sa.update(Reminder)
+        .where(
+            Reminder.id == reminder_id,
+            Reminder.state == PENDING,
+            Reminder.remind_at == due_at,
+        )
+        .values(
+            state=FIRED if verdict.holds else RESOLVED,
+            fired_at=now,
+            resolved_reason=None if verdict.holds else verdict.what,
+            met_at=None if verdict.holds else verdict.met_at,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not moved:
+        session.rollback()
+        return "stale"
+    if not verdict.holds:
+        session.commit()
+        return "resolved"
+    body = verdict.what
+    late = now - due_at
+    if requeued and late > timedelta(seconds=5):
+        body += " " + _("Fired %(late)s late: the reminder job was lost.", late=_lateness(late))
+    create_card(
+        session,
+        owner_id=row.owner_id,
+        owner_team=email.owner_team,
+        kind="reminder",
+        priority="high",
+        title=row.title,
+        body=body,
+        email_id=email.id,
+        regarding=email.regarding,
+        reminder_id=row.id,
+    )
+    session.commit()
+    return "fired"
+
+
+def sweep_reminders(now: datetime | None = None) -> int:
+    """Queue again the active reminders whose time passed more than a grace period ago."""
+    cutoff = (now or utcnow()) - SWEEP_GRACE
+    overdue = list(
+        current_engage.db.session.scalars(
+            sa.select(Reminder)
+            .join(Email, Email.id == Reminder.email_id)
+            .where(
+                Reminder.state == PENDING,
+                Reminder.remind_at < cutoff,
+                Email.status != EmailStatus.DRAFT,
+            )
+        )
+    )
+    for row in overdue:
+        current_engage.queue.enqueue(
+            fire_reminder, row.id, row.remind_at.isoformat(), True, job_timeout=300
+        )
+    return len(overdue)
+
+
+# -- what the templates show ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderPanel:
+    """What the Set reminder section shows."""
+
+    reminder: ReminderInput | None
+    state: str
+    summary: str
+    zone: str
+    options: list[tuple[str, str]]
+    title_prefill: str
+    condition_prefill: str
+    at_prefill: str
+    #: The form's action on an email's page; ``None`` inside the compose form.
+    action_url: str | None = None
+
+
+def _who(names: Sequence[str]) -> str | None:
+    return names[0] if len(names) == 1 else None
+
+
+def compose_panel(draft: DraftInput, *, followed: bool, zone: str) -> ReminderPanel:
+    """The Set reminder section of the compose panel."""
+    parsed = [
+        first_name(a.name, a.address)
+        for field in ("to", "cc", "bcc")
+        for a in parse_addresses(getattr(draft, field)).valid
+    ]
+    return _panel(
+        draft.reminder,
+        state=PENDING,
+        who=_who(parsed),
+        zone=zone,
+        followed=followed,
+        subject=draft.subject,
+    )
+
+
+def _panel(
+    reminder: ReminderInput | None,
+    *,
+    state: str,
+    who: str | None,
+    zone: str,
+    followed: bool,
+    subject: str,
+    row: Reminder | None = None,
+    action_url: str | None = None,
+) -> ReminderPanel:
+    now = utcnow()
+    text = ""
+    if reminder is not None:
+        text = summary(
+            condition=reminder.condition,
+            remind_at=reminder.remind_at,
+            state=state,
+            who=who,
+            zone=zone,
+            now=now,
+            fired_at=row.fired_at if row else None,
+            resolved_reason=row.resolved_reason if row else None,
+            met_at=row.met_at if row else None,
+        )
+    default_at = ""
+    if reminder is not None:
+        default_at = reminder.remind_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M")
+    return ReminderPanel(
+        reminder=reminder,
+        state=state,
+        summary=text,
+        zone=zone,
+        options=condition_options(followed),
+        title_prefill=reminder.title
+        if reminder
+        else _("Follow up: %(subject)s", subject=subject.strip() or _("(no subject)")),
+        condition_prefill=reminder.condition if reminder else (NO_REPLY if followed else ANYWAY),
+        at_prefill=default_at,
+        action_url=action_url,
+    )
+
+
+def email_panel(email: Email) -> ReminderPanel | None:
+    """The Set reminder section of a sent or scheduled email's page, for its owner only."""
+    user = current_engage.user
+    if user is None or user.id != email.owner_id or email.status is EmailStatus.DRAFT:
+        return None
+    from .send_later import sender_zone
+
+    zone = sender_zone(user, request.values.get("browser_zone"))
+    row = reminder_of(current_engage.db.session, email.id)
+    reminder = ReminderInput(row.title, row.condition, row.remind_at) if row else None
+    names = [first_name(p.name, p.address) for p in email.recipients]
+    return _panel(
+        reminder,
+        state=row.state if row else PENDING,
+        who=_who(names),
+        zone=zone,
+        followed=email.followed,
+        subject=email.subject,
+        row=row,
+        action_url=url_for("engage.email_reminder", email_id=email.id),
+    )
+
+
+blueprint.add_app_template_global(email_panel, "engage_reminder_panel")
+
+
+# -- the view on an email's page ------------------------------------------------------------
+
+
+@blueprint.post("/emails/<int:email_id>/reminder")
+def email_reminder(email_id: int) -> Any:
+    """Set, change or remove the reminder of a sent or scheduled email (S23, S25, S26)."""
+    from .access import sales_user, visible_email_or_404
+    from .send_later import sender_zone
+
+    user = sales_user()
+    email = visible_email_or_404(email_id)
+    if email.owner_id != user.id or email.status is EmailStatus.DRAFT:
+        abort(404)  # a draft's reminder is set in its compose panel
+    session = current_engage.db.session
+    row = reminder_of(session, email.id)
+    action = request.form.get("action")
+    if action == "remove_reminder":
+        if row is not None:
+            _cancel_job(row)
+            session.delete(row)
+            session.commit()
+        flash(_("Reminder removed."), "engage-success")
+        return redirect(url_for("engage.email_detail", email_id=email.id), 303)
+    errors: dict[str, str] = {}
+    zone = sender_zone(user, request.form.get("browser_zone"))
+    reminder = reminder_from_form(
+        request.form,
+        "set_reminder",
+        errors,
+        followed=email.followed,
+        send_at=email.scheduled_at if email.status is EmailStatus.SCHEDULED else None,
+        zone=zone,
+    )
+    if errors or reminder is None:
+        regarding = current_engage.records.get(email.regarding) if email.regarding else None
+        return (
+            render_template(
+                "engage/email_page.html",
+                email=email,
+                regarding=regarding,
+                reminder_errors=errors,
+            ),
+            422,
+        )
+    if row is None:
+        row = Reminder(email_id=email.id, owner_id=email.owner_id)
+        session.add(row)
+    else:
+        _cancel_job(row)
+    _write(row, reminder)
+    session.commit()
+    schedule_reminder(row)
+    flash(_("Reminder set."), "engage-success")
+    return redirect(url_for("engage.email_detail", email_id=email.id), 303)
