@@ -82,4 +82,9 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_GEOCODER_URL": None,
     # Seconds before a request to the geocoding service gives up.
     "ENGAGE_GEOCODER_TIMEOUT": 10,
+    # After an open card for an email, further human opens of it make no new card for this
+    # many minutes (SPEC S12).
+    "ENGAGE_OPEN_CARD_QUIET_MINUTES": 60,
+    # How often an open assistant panel asks for new cards, in seconds (SPEC S35).
+    "ENGAGE_ASSISTANT_POLL_SECONDS": 3,
 }

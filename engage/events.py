@@ -98,6 +98,7 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
         ).all()
     )
     rows = []
+    human_opens: list[tuple[Party, datetime]] = []
     for hit in sorted(hits, key=lambda h: h.occurred_at):
         party = hit.party
         window = hit.occurred_at - timedelta(minutes=1)
@@ -144,8 +145,15 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
             clicks.setdefault(party.id, []).append((hit.occurred_at, hit.link.id))
         if not verdict.machine:
             _count_human(party, hit)
+            if hit.kind is EventKind.OPEN:
+                human_opens.append((party, hit.occurred_at))
     # A Core insert of the whole batch: the ORM would add bookkeeping per row for nothing.
     session.execute(TrackingEvent.__table__.insert(), rows)
+    if human_opens:
+        # Human opens only (S14): they are what the sender's open cards are about (S12).
+        from .cards import cards_for_opens
+
+        cards_for_opens(session, human_opens)
     return len(rows)
 
 

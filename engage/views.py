@@ -332,8 +332,6 @@ def tracking_attachment(token: str, attachment_id: int) -> Response:
     return attachment(token, attachment_id)
 
 
-# The inbound endpoint for replies registers itself on the blueprint above (and in CSRF_EXEMPT).
-from . import replies  # noqa: E402, F401
-
-# Action cards and the assistant panel register themselves on the blueprint above.
-from . import cards  # noqa: E402, F401
+# The inbound endpoint for replies (in CSRF_EXEMPT too), and the action cards and assistant
+# panel, register themselves on the blueprint above.
+from . import cards, replies  # noqa: E402, F401
