@@ -174,7 +174,7 @@ def _render_compose(
     }
     context["reminder"] = reminders.compose_panel(
         draft,
-        followed=context["follow"].followed,
+        followed=_followed(draft),
         zone=sender_zone(sales_user(), request.values.get("browser_zone")),
     )
     template = "engage/_compose.html" if is_htmx() else "engage/compose_page.html"
