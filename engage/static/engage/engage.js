@@ -68,28 +68,25 @@
     }
   });
 
-  document.addEventListener("htmx:responseError", function (event) {
-    var target = event.detail.target;
+  // A short error note after the element whose request failed, for engage's own elements.
+  function noteAfter(target, text) {
     if (!target || !target.closest || !target.closest("[class*='engage-']")) {
       return;
     }
     var note = document.createElement("p");
     note.className = "engage-notice engage-notice--error";
     note.setAttribute("role", "alert");
-    note.textContent = message("data-msg-error", "Something went wrong.") + " (" + event.detail.xhr.status + ")";
+    note.textContent = text;
     target.insertAdjacentElement("afterend", note);
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr ? " (" + event.detail.xhr.status + ")" : "";
+    noteAfter(event.detail.target, message("data-msg-error", "Something went wrong.") + status);
   });
 
   document.addEventListener("htmx:sendError", function (event) {
-    var target = event.detail.target;
-    if (!target || !target.closest || !target.closest("[class*='engage-']")) {
-      return;
-    }
-    var note = document.createElement("p");
-    note.className = "engage-notice engage-notice--error";
-    note.setAttribute("role", "alert");
-    note.textContent = message("data-msg-offline", "The server cannot be reached.");
-    target.insertAdjacentElement("afterend", note);
+    noteAfter(event.detail.target, message("data-msg-offline", "The server cannot be reached."));
   });
 
   /* ---- Service worker ----------------------------------------------------
