@@ -67,3 +67,24 @@ def describe(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
     p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
     return f"median {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   (n={len(ms)})"
+
+
+def worker_env(database: str, redis: str, **extra: str) -> dict[str, str]:
+    """The environment of an ``rq worker`` (or gunicorn) serving the test host app."""
+    return {
+        **os.environ,
+        "FLASK_APP": "tests.hostapp:create_app()",
+        "HOSTAPP_DATABASE_URL": database,
+        "ENGAGE_REDIS_URL": redis,
+        **extra,
+    }
+
+
+def drop_host_tables(app: object) -> None:
+    """Remove the host app's and engage's tables once a benchmark is done with them."""
+    from tests import hostapp
+
+    with app.app_context():  # type: ignore[attr-defined]
+        hostapp.db.session.remove()
+        hostapp.engage.drop_all()
+        hostapp.db.drop_all()

@@ -14,7 +14,6 @@ every event persisted within 2 s after the load ends.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from benchmarks.common import database_url, redis_url, workdir
+from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -141,13 +140,7 @@ def main() -> None:
 
             redis_lib.Redis.from_url(redis).flushdb()  # the delivery job is not wanted here
 
-        env = {
-            **os.environ,
-            "FLASK_APP": "tests.hostapp:create_app()",
-            "HOSTAPP_DATABASE_URL": url,
-            "ENGAGE_REDIS_URL": redis,
-            "ENGAGE_PUBLIC_URL": "http://127.0.0.1",
-        }
+        env = worker_env(url, redis, ENGAGE_PUBLIC_URL="http://127.0.0.1")
         bare_proc, bare_port = serve("benchmarks.bare_pixel:app", env)
         try:
             bare = load(f"http://127.0.0.1:{bare_port}/t/o/{token}.gif")
@@ -206,10 +199,7 @@ def main() -> None:
         )
         ok = ratio >= 0.8 and result["p99_ms"] <= 25 and persisted == sent and lag <= 2
         print("OK" if ok else "MISSED A TARGET")
-        with app.app_context():
-            db.session.remove()
-            hostapp.engage.drop_all()
-            db.drop_all()
+        drop_host_tables(app)
         sys.exit(0 if ok else 1)
 
 

@@ -9,7 +9,6 @@ all 1,000 accepted within 60 s of their due time for the second.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from benchmarks.common import database_url, redis_url, workdir
+from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -71,13 +70,7 @@ def main() -> None:
         app = hostapp.create_app(
             {"SQLALCHEMY_DATABASE_URI": url, "ENGAGE_REDIS_URL": redis, "ENGAGE_SMTP_URL": smtp_url}
         )
-        env = {
-            **os.environ,
-            "FLASK_APP": "tests.hostapp:create_app()",
-            "HOSTAPP_DATABASE_URL": url,
-            "ENGAGE_REDIS_URL": redis,
-            "ENGAGE_SMTP_URL": smtp_url,
-        }
+        env = worker_env(url, redis, ENGAGE_SMTP_URL=smtp_url)
         with app.app_context():
             db.session.add(
                 Person(id=1, name="Sam", email="sam@host.test", role_names="salesperson")
@@ -158,10 +151,7 @@ def main() -> None:
             f"(target: all within 60 s)"
         )
         ok &= len(arrived) == 1000 and last <= 60
-        with app.app_context():
-            db.session.remove()
-            hostapp.engage.drop_all()
-            db.drop_all()
+        drop_host_tables(app)
     controller.stop()
     print("OK" if ok else "MISSED A TARGET")
     sys.exit(0 if ok else 1)

@@ -13,7 +13,6 @@ the worker at 0.5x of the baseline or better.
 
 from __future__ import annotations
 
-import os
 import smtplib
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from benchmarks.common import database_url, redis_url, workdir
+from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
 
 EMAILS = 40
 RECIPIENTS = 5  # per email: 2 To, 2 Cc, 1 Bcc
@@ -131,13 +130,7 @@ def main() -> None:
                 for email_id in ids:
                     submit(db.session, sam, db.session.get(Email, email_id))
                 sink.reset()
-                env = {
-                    **os.environ,
-                    "FLASK_APP": "tests.hostapp:create_app()",
-                    "HOSTAPP_DATABASE_URL": url,
-                    "ENGAGE_REDIS_URL": redis,
-                    "ENGAGE_SMTP_URL": smtp_url,
-                }
+                env = worker_env(url, redis, ENGAGE_SMTP_URL=smtp_url)
                 start = time.perf_counter()
                 done = subprocess.run(
                     [
@@ -183,10 +176,7 @@ def main() -> None:
             f"EngageWorker vs smtplib loop: {steady / baseline:.2f}x (target: at least 0.5x) "
             f"{'OK' if ok else 'UNDER TARGET'}"
         )
-        with app.app_context():
-            db.session.remove()
-            hostapp.engage.drop_all()
-            db.drop_all()
+        drop_host_tables(app)
         sys.exit(0 if ok else 1)
 
 
