@@ -87,4 +87,11 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_OPEN_CARD_QUIET_MINUTES": 60,
     # How often an open assistant panel asks for new cards, in seconds (SPEC S35).
     "ENGAGE_ASSISTANT_POLL_SECONDS": 3,
+    # The languages a template can be written in, as codes; the window offers these (S30).
+    "ENGAGE_TEMPLATE_LANGUAGES": ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da"),
+    # A template is highlighted as best at a measure only with at least this many messages in
+    # that measure's sample (S31).
+    "ENGAGE_TEMPLATE_MIN_SAMPLE": 10,
+    # For how many days after a message the sweep asks whether its opportunity was won (S31).
+    "ENGAGE_TEMPLATE_WON_DAYS": 180,
 }

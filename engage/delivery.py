@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
+from . import template_stats
 from .compose import format_address, html_to_text
 from .extension import current_engage
 from .i18n import gettext as _
@@ -404,6 +405,8 @@ def _settle(email: Email) -> str:
     email.next_attempt_at = None
     email.sent_at = email.sent_at or utcnow()
     sync_email_activities(session, email)
+    if email.status is EmailStatus.SENT:
+        template_stats.count_sent(session, email)
     session.commit()
     return email.delivery_summary
 

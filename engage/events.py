@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from . import template_stats
 from .machine import EventFacts, History, classify
 from .models import (
     Activity,
@@ -150,10 +151,12 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
     # A Core insert of the whole batch: the ORM would add bookkeeping per row for nothing.
     session.execute(TrackingEvent.__table__.insert(), rows)
     if human_opens:
-        # Human opens only (S14): they are what the sender's open cards are about (S12).
+        # Human opens only (S14): they are what the sender's open cards are about (S12), and
+        # what a template's open rate counts (S31).
         from .cards import cards_for_opens
 
         cards_for_opens(session, human_opens)
+        template_stats.count_opens(session, {party.email_id for party, _when in human_opens})
     return len(rows)
 
 
@@ -202,6 +205,7 @@ def record_reply(
     session.flush()
     if auto_reply_reason is None:
         party.replied_at = party.replied_at or occurred_at
+        template_stats.count_reply(session, party.email_id)
         email = party.email
         records = {p.record for p in [party] if p.record}
         if email.regarding:

@@ -37,6 +37,7 @@ def sweep() -> str:
     from .delivery import enqueue_delivery
     from .reminders import sweep_reminders
     from .scheduling import sweep_scheduled
+    from .template_stats import check_won
 
     now = utcnow()
     stale = now - STALE_AFTER
@@ -55,6 +56,7 @@ def sweep() -> str:
     sweep_scheduled(now)
     sweep_reminders(now)
     purge_tracking_details(now)
+    check_won(now)
     # Events pushed while no drain job was queued (a flushed Redis, a lost job) are picked up.
     if current_engage.redis.llen(tracking.QUEUE_KEY):
         current_engage.queue.enqueue(tracking.persist_events, job_timeout=600, result_ttl=60)

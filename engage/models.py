@@ -156,6 +156,10 @@ class Email(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the next delivery attempt is due, while some copies wait for a retry.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: The template last applied to this email (SPEC S30), for its performance (S31).
+    template_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_template.id", ondelete="SET NULL"), index=True
+    )
 
     parties: Mapped[list[Party]] = relationship(
         back_populates="email", cascade="all, delete-orphan", order_by="Party.position"
@@ -425,3 +429,74 @@ class RecordTimezone(Base):
     def record(self) -> RecordRef:
         """The record whose time zone this is."""
         return RecordRef(self.record_type, self.record_id)
+
+
+class EmailTemplate(Base):
+    """A standard message kept by the sales managers (SPEC S29, S32), with its performance (S31).
+
+    ``subject`` and ``html_body`` are Jinja sources for :mod:`engage.templating`; ``text_body``
+    is the body as plain text, kept for search. A retired template stays, with its figures, but
+    is no longer offered in Insert template.
+
+    The counters are kept by the workers as messages go out and events come in
+    (:mod:`engage.template_stats`), so showing them never counts events:
+
+    - ``sent``: messages sent that used the template (the sample for replies);
+    - ``followed_sent`` and ``opened``: of those, the followed ones, and those a person opened;
+    - ``replied``: those a person replied to (auto-replies do not count);
+    - ``opportunities`` and ``won``: those regarding an open opportunity, and of those, the ones
+      whose opportunity was later won.
+    """
+
+    __tablename__ = "engage_template"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    #: A language code (``"en"``, ``"de"``).
+    language: Mapped[str] = mapped_column(sa.String(10), index=True)
+    category: Mapped[str] = mapped_column(sa.String(100), default="")
+    subject: Mapped[str] = mapped_column(sa.String(998), default="")
+    html_body: Mapped[str] = mapped_column(sa.Text, default="")
+    text_body: Mapped[str] = mapped_column(sa.Text, default="")
+    created_by: Mapped[str] = mapped_column(sa.String(100))
+    updated_by: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    sent: Mapped[int] = mapped_column(default=0)
+    followed_sent: Mapped[int] = mapped_column(default=0)
+    opened: Mapped[int] = mapped_column(default=0)
+    replied: Mapped[int] = mapped_column(default=0)
+    opportunities: Mapped[int] = mapped_column(default=0)
+    won: Mapped[int] = mapped_column(default=0)
+
+
+class TemplateUse(Base):
+    """One sent message that used a template: what it has already counted for (SPEC S31).
+
+    The flags make every counter move at most once per message, however often an event is
+    delivered or a job runs: a counter moves only with the conditional update that sets a flag.
+    """
+
+    __tablename__ = "engage_template_use"
+    __table_args__ = (
+        sa.Index("ix_engage_template_use_opportunity", "opportunity_type", "opportunity_id"),
+    )
+
+    email_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), primary_key=True
+    )
+    template_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_template.id", ondelete="CASCADE"), index=True
+    )
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    followed: Mapped[bool] = mapped_column(default=False)
+    opened: Mapped[bool] = mapped_column(default=False)
+    replied: Mapped[bool] = mapped_column(default=False)
+    #: The open opportunity the message was about, when it was about one.
+    opportunity_type: Mapped[str | None] = mapped_column(sa.String(50))
+    opportunity_id: Mapped[str | None] = mapped_column(sa.String(100))
+    won: Mapped[bool] = mapped_column(default=False)
+    #: When the sweep last asked the host whether the opportunity was won.
+    won_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
