@@ -72,6 +72,21 @@ def sales_user() -> EngageUser:
     return user
 
 
+def manager_user() -> EngageUser:
+    """The signed-in user, who must be a sales manager; otherwise a page that says why."""
+    user = sales_user()
+    if not user.is_manager:
+        raise Denied(
+            403,
+            _(
+                "Templates are created and kept by sales managers. You can use them from "
+                "Insert template when you write an email."
+            ),
+            _("The sales manager role is needed"),
+        )
+    return user
+
+
 def admin_user() -> EngageUser:
     """The signed-in user, who must be an admin; otherwise a page that says why."""
     user = _signed_in_user()

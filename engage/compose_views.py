@@ -23,7 +23,7 @@ from flask import (
 )
 from sqlalchemy.orm import selectinload
 
-from . import emails, reminders
+from . import emails, reminders, template_views
 from .access import can_see, sales_user, visible_email_or_404
 from .compose import Address, html_to_text
 from .delivery import enqueue_delivery, prepare_resend
@@ -31,10 +31,11 @@ from .emails import DraftInput
 from .extension import current_engage
 from .htmx import is_htmx
 from .i18n import gettext as _
-from .models import Activity, Email, EmailStatus, EventKind, TrackingEvent, utcnow
+from .models import Activity, Email, EmailStatus, EmailTemplate, EventKind, TrackingEvent, utcnow
 from .records import Record, RecordRef
 from .scheduling import cancel_scheduled_job, reschedule, send_now
 from .send_later import parse_local, send_later_state, sender_zone
+from .templating import TemplateBroken, TemplateRefused
 from .views import blueprint
 
 TIMELINE_CHANGED = "engage-timeline-changed"
@@ -125,6 +126,9 @@ def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
         send_at=draft.send_at,
         zone=sender_zone(sales_user(), form.get("browser_zone")),
     )
+    template_id = form.get("template_id", "")
+    if template_id.isdigit() and current_engage.db.session.get(EmailTemplate, int(template_id)):
+        draft.template_id = int(template_id)
     if regarding is not None and current_engage.records.get(regarding) is None:
         errors["regarding"] = _("The regarding record no longer exists.")
     return draft, errors
@@ -143,6 +147,7 @@ def _render_compose(
     errors: dict[str, str] | None = None,
     status: int = 200,
     notice: str | None = None,
+    applied: template_views.Applied | None = None,
 ) -> Any:
     regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
     body_html = draft.html()
@@ -172,6 +177,7 @@ def _render_compose(
             float(current_app.config["ENGAGE_MAX_ATTACHMENT_MB"]) * 1024 * 1024
         ),
     }
+    context.update(_template_window(draft, errors or {}, applied))
     context["reminder"] = reminders.compose_panel(
         draft,
         followed=_followed(draft),
@@ -184,6 +190,45 @@ def _render_compose(
         # a 4xx response and the marked fields would never show.
         response.headers["X-Engage-Explained"] = "1"
     return response
+
+
+def _template_window(
+    draft: DraftInput, errors: dict[str, str], applied: template_views.Applied | None
+) -> dict[str, Any]:
+    # The Insert template window (S30): open while searching or after a refusal, closed once
+    # a template is applied. Its language starts as the first recipient's, else the user's.
+    form = request.form
+    recipients = template_views.recipients_of(draft.to, draft.cc, draft.bcc, draft.picked)
+    first = recipients[0] if recipients else None
+    language = form.get("template_language") if "template_language" in form else None
+    context = template_views.window_context(
+        language, form.get("template_q", "").strip(), template_views.default_language(first)
+    )
+    action = form.get("action")
+    context["templates_open"] = applied is None and (
+        action == "template_search" or "template" in errors or form.get("templates_open") == "1"
+    )
+    context["applied"] = applied
+    return context
+
+
+def _apply_template(draft: DraftInput, email: Email | None) -> Any:
+    template = template_views.active_template(request.form.get("template_choice"))
+    if template is None:
+        errors = {"template": _("Choose a template in the list, then press Apply template.")}
+        return _render_compose(draft, email=email, errors=errors, status=422)
+    recipients = template_views.recipients_of(draft.to, draft.cc, draft.bcc, draft.picked)
+    regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
+    try:
+        applied = template_views.apply_to_draft(template, recipients, regarding)
+    except (TemplateBroken, TemplateRefused) as exc:
+        errors = {"template": _("This template cannot be used: %(why)s", why=str(exc))}
+        return _render_compose(draft, email=email, errors=errors, status=422)
+    draft.subject = applied.subject
+    draft.body = applied.body
+    draft.body_format = "html"
+    draft.template_id = template.id
+    return _render_compose(draft, email=email, applied=applied)
 
 
 def _slot_id(ref: RecordRef | None) -> str:
@@ -266,7 +311,10 @@ def _save_or_send(email: Email | None) -> Any:
         abort(404)  # a manager may read the team's drafts, not write them
     draft, errors = _draft_from_form()
     action = request.form.get("action")
+    if action == "apply_template":
+        return _apply_template(draft, email)
     panel_actions = {"follow", "unfollow", "retry_follow", "schedule", "unschedule"}
+    panel_actions.add("template_search")
     if action in panel_actions | {"set_reminder", "remove_reminder"}:
         # Follow and Send later controls change the panel, not the stored draft: it is saved
         # with Save or Send.

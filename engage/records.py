@@ -8,7 +8,7 @@ host, and receives plain, immutable value objects in return. The adapter is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -100,6 +100,8 @@ class Record:
     :param type_label: how the host names the record type to users (``"Contact"``).
     :param language: the person's preferred language (``"de"``) when the host knows it.
     :param phone: a phone number, used to pre-fill phone call activities.
+    :param template_values: further values templates may use for this record, by name
+        (``{"order_number": "10042"}``); names are plain identifiers (SPEC S29).
     """
 
     ref: RecordRef
@@ -114,6 +116,7 @@ class Record:
     type_label: str = ""
     language: str | None = None
     phone: str | None = None
+    template_values: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def allows_follow(self) -> bool:

@@ -305,7 +305,7 @@ def offline() -> str:
 
 # The compose views and the compose panel's attachment views register themselves on the
 # blueprint above.
-from . import attachments, compose_views  # noqa: E402, F401
+from . import attachments, compose_views, template_views  # noqa: E402, F401
 
 
 @blueprint.route("/t/o/<token>.gif", methods=["GET", "HEAD"])

@@ -58,6 +58,10 @@ class Customer(db.Model):  # type: ignore[name-defined]
     country: Mapped[str] = mapped_column(sa.String(2), default="")
     tracking_ok: Mapped[bool] = mapped_column(default=True)
     owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("host_person.id"))
+    language: Mapped[str | None] = mapped_column(sa.String(10))
+    #: Set for customers that stand for a deal: whether it was won (engage's template figures).
+    won: Mapped[bool | None] = mapped_column()
+    order_number: Mapped[str | None] = mapped_column(sa.String(20))
 
 
 class Customers:
@@ -76,6 +80,9 @@ class Customers:
             owner_id=str(c.owner_id) if c.owner_id else None,
             url=f"/customers/{c.id}",  # no url_for: workers call this outside a request
             type_label="Customer",
+            language=c.language,
+            won=c.won,
+            template_values={"order_number": c.order_number} if c.order_number else {},
         )
 
     def get(self, ref: RecordRef) -> Record | None:

@@ -480,3 +480,47 @@
     }
   });
 })();
+
+/*
+ * The template editor's field picker (SPEC S29): a button inserts its dynamic
+ * value where the cursor was, in the subject or in the body (the last of the
+ * two to have had the focus; the body when neither has). Without this script
+ * the snippets are shown next to the buttons, to be typed or copied.
+ */
+(function () {
+  "use strict";
+
+  var lastTarget = null;
+
+  document.addEventListener("focusin", function (event) {
+    var target = event.target.closest && event.target.closest("[data-engage-template-target], trix-editor");
+    if (target) {
+      lastTarget = target;
+    }
+  });
+
+  function bodyEditor(form) {
+    return form.querySelector("trix-editor") || form.querySelector("textarea[data-engage-template-target]");
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-engage-insert-field]");
+    if (!button) {
+      return;
+    }
+    var snippet = button.getAttribute("data-engage-insert-field");
+    var form = button.form;
+    var target = lastTarget && form && form.contains(lastTarget) ? lastTarget : bodyEditor(form);
+    if (!target) {
+      return;
+    }
+    if (target.tagName === "TRIX-EDITOR") {
+      target.editor.insertString(snippet);
+    } else {
+      var start = target.selectionStart == null ? target.value.length : target.selectionStart;
+      var end = target.selectionEnd == null ? start : target.selectionEnd;
+      target.setRangeText(snippet, start, end, "end");
+    }
+    target.focus();
+  });
+})();
