@@ -17,6 +17,7 @@ from .records import (
     Role,
 )
 from .storage import AttachmentStore, LocalFolderStore
+from .template_stats import note_opportunity_won
 
 __all__ = [
     "AttachmentStore",
@@ -33,5 +34,6 @@ __all__ = [
     "current_engage",
     "send_bulk",
     "flask_login_user",
+    "note_opportunity_won",
     "user_from_attributes",
 ]
