@@ -3,7 +3,8 @@
 Everything here is fixed (no randomness), so that every run of the demo, every test and every
 screenshot starts from the same people and places. The addresses cover several countries and
 US time zones, so that *Send later* recommends different times for different recipients; a few
-people refuse to be followed, so that the *Blocked* follow status can be seen.
+people refuse to be followed, so that the *Blocked* follow status can be seen. A few email
+templates written by the sales manager give *Insert template* something to offer at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import sqlalchemy as sa
+
+# engage has no public API for writing templates (managers write them in its pages), so the
+# demo seeds engage's own table directly, as a host's data migration would.
+from engage.compose import html_to_text
+from engage.models import EmailTemplate
 
 from .models import Account, Contact, Lead, Opportunity, User, db
 
@@ -494,6 +500,46 @@ OPPORTUNITIES = [
     ("Ganga developer licences", "ganga", "ananya", "2400000", "INR", "propose", False, "mia"),
 ]
 
+# (name, language, category, subject, HTML body as the rich editor writes it), by Lena Vogel,
+# the sales manager. ``regarding.name`` is the opportunity (or other record) an email is about.
+TEMPLATES = [
+    (
+        "Introduction after a first call",
+        "en",
+        "Introduction",
+        'Good to meet you, {{ recipient.first_name | default("there") }}',
+        '<div>Hello {{ recipient.first_name | default("there") }},<br><br>'
+        "thank you for taking the time to talk with me. As promised, here is a short summary "
+        "of how we can help with {{ regarding.name }}.<br><br>"
+        "Would a 30-minute call next week suit you to go through the details?<br><br>"
+        "Best regards</div>",
+    ),
+    (
+        "Follow-up on a proposal",
+        "en",
+        "Follow-up",
+        "Your proposal for {{ regarding.name }}",
+        '<div>Hi {{ recipient.first_name | default("there") }},<br><br>'
+        "I wanted to check whether you had a chance to look at our proposal for "
+        "{{ regarding.name }}. If questions came up, I am happy to answer them or to adjust "
+        "the scope.<br><br>Kind regards</div>",
+    ),
+    (
+        "Vorstellung nach dem Erstgespräch",
+        "de",
+        "Vorstellung",
+        "Unser Gespräch zu {{ regarding.name }}",
+        '<div>Hallo {{ recipient.first_name | default("zusammen") }},<br><br>'
+        "vielen Dank für das angenehme Gespräch. Wie versprochen schicke ich Ihnen eine kurze "
+        "Übersicht, wie wir Sie bei {{ regarding.name }} unterstützen können.<br><br>"
+        "Passt Ihnen nächste Woche ein Termin von 30 Minuten, um die Einzelheiten zu "
+        "besprechen?<br><br>Viele Grüße</div>",
+    ),
+]
+
+#: The demo user who wrote the templates: the sales manager.
+TEMPLATE_AUTHOR = "lena"
+
 
 def _address(parts: Address | None) -> dict[str, str]:
     street, city, postal_code, region, country = parts or ("", "", "", "", "")
@@ -515,9 +561,11 @@ def seed() -> None:
     """Fill an empty demo database with the users and records above, and commit.
 
     Call inside an application context. A database that already has users is left alone, so
-    the edits made while trying the demo survive a restart.
+    the edits made while trying the demo survive a restart; it only gets the email templates
+    if engage has none (a demo database from before templates existed).
     """
     if is_seeded():
+        seed_templates()
         return
     users = {
         key: User(name=name, email=email, role=role, team=team, timezone=timezone)
@@ -545,6 +593,39 @@ def seed() -> None:
     for group in (users.values(), accounts.values(), contacts.values(), leads, opportunities):
         db.session.add_all(group)
     db.session.commit()
+    seed_templates()
+
+
+def seed_templates() -> None:
+    """Add the email templates above when engage has none yet, and commit.
+
+    A retired template still counts, so templates the team retired do not come back.
+    """
+    if db.session.scalar(sa.select(sa.func.count()).select_from(EmailTemplate)):
+        return
+    author = db.session.scalars(
+        sa.select(User).where(User.email == _user_email(TEMPLATE_AUTHOR))
+    ).first()
+    if author is None:
+        return
+    db.session.add_all(
+        EmailTemplate(
+            name=name,
+            language=language,
+            category=category,
+            subject=subject,
+            html_body=body,
+            text_body=html_to_text(body),
+            created_by=str(author.id),
+            updated_by=str(author.id),
+        )
+        for name, language, category, subject, body in TEMPLATES
+    )
+    db.session.commit()
+
+
+def _user_email(key: str) -> str:
+    return next(email for k, _name, email, *_rest in USERS if k == key)
 
 
 def _contact(
