@@ -424,6 +424,122 @@ def test_an_unknown_follow_preference_is_refused(app: Flask, client: FlaskClient
     assert db.session.get(Contact, contact.id).follow_preference == "allow"
 
 
+# -- opportunities and templates (SPEC S31, S32) -------------------------------------------
+
+
+def opportunity_named(name: str) -> Opportunity:
+    return db.session.scalars(sa.select(Opportunity).where(Opportunity.name == name)).one()
+
+
+def test_mark_as_won_saves_the_win_and_tells_engage_then_reopen_undoes_it(
+    app: Flask, client: FlaskClient, redis_client: Any, redis_url: str
+) -> None:
+    from rq import Queue
+
+    app.config["ENGAGE_REDIS_URL"] = redis_url
+    sign_in(client)
+    deal = opportunity_named("Isar Wartungsvertrag 2025")
+    page = client.get(f"/opportunities/{deal.id}").get_data(as_text=True)
+    assert "Mark as won" in page and 'name="csrf_token"' not in page  # CSRF off in this app
+    response = client.post(f"/opportunities/{deal.id}/won", data={"won": "1"})
+    assert response.status_code == 302
+    assert response.location == f"/opportunities/{deal.id}"
+    db.session.expire_all()
+    deal = db.session.get(Opportunity, deal.id)
+    assert deal.won and deal.stage == "close"
+    [job] = Queue("engage", connection=redis_client).jobs
+    assert job.func_name == "engage.template_stats.opportunity_won"
+    assert job.args == ("opportunity", str(deal.id))
+    page = client.get(f"/opportunities/{deal.id}").get_data(as_text=True)
+    assert "is marked as won" in page and "Reopen" in page
+    assert f"SO-{10000 + deal.id}" in page  # a won deal has an order number for templates
+    assert DemoRecords().get(RecordRef("opportunity", str(deal.id))).template_values == {
+        "order_number": f"SO-{10000 + deal.id}"
+    }
+
+    client.post(f"/opportunities/{deal.id}/won", data={"won": "0"})
+    db.session.expire_all()
+    assert db.session.get(Opportunity, deal.id).won is False
+    assert len(Queue("engage", connection=redis_client).jobs) == 1  # reopening tells nobody
+    assert client.post(f"/opportunities/{deal.id}/won", data={"won": "maybe"}).status_code == 400
+
+
+def test_mark_as_won_without_a_reachable_queue_still_saves_and_says_so(
+    app: Flask, client: FlaskClient
+) -> None:
+    app.config["ENGAGE_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    sign_in(client)
+    deal = opportunity_named("Summit store rollout")
+    response = client.post(
+        f"/opportunities/{deal.id}/won", data={"won": "1"}, follow_redirects=True
+    )
+    assert "notices the win at its next hourly check" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Opportunity, deal.id).won is True
+
+
+def test_mark_as_won_needs_a_csrf_token(tmp_path: Path) -> None:
+    app = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "TESTING": True})
+    client = app.test_client()
+    with app.app_context():
+        page = client.get("/sign-in").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        client.post("/sign-in", data={"user_id": 1, "csrf_token": token})
+        response = client.post("/opportunities/1/won", data={"won": "1"})
+        assert response.status_code == 400
+        assert db.session.get(Opportunity, 1).won is False
+
+
+def test_sales_managers_find_the_templates_and_the_demo_has_some_to_offer(
+    client: FlaskClient,
+) -> None:
+    sign_in(client, "Mia Berg")
+    assert "/engage/templates" not in client.get("/").get_data(as_text=True)
+    sign_in(client, "Lena Vogel")
+    assert '<a href="/engage/templates">Templates</a>' in client.get("/").get_data(as_text=True)
+    assert 'href="/engage/templates"' in client.get("/engage/").get_data(as_text=True)
+    listing = client.get("/engage/templates").get_data(as_text=True)
+    for name in ("Introduction after a first call", "Vorstellung nach dem Erstgespräch"):
+        assert name in listing
+    assert "German" in listing and "English" in listing
+
+
+def test_seeded_templates_fill_in_the_first_name_and_the_deal(app: Flask) -> None:
+    from engage.models import EmailTemplate
+    from engage.templating import render_template_text, values_for
+
+    lena = user_named("Lena Vogel")
+    templates = db.session.scalars(sa.select(EmailTemplate).order_by(EmailTemplate.id)).all()
+    assert {t.language for t in templates} == {"en", "de"}
+    assert {t.created_by for t in templates} == {str(lena.id)}
+    records = DemoRecords()
+    deal = opportunity_named("Isar Wartungsvertrag 2025")
+    juergen = records.get(RecordRef("contact", str(contact_named("Müller").id)))
+    german = next(t for t in templates if t.language == "de")
+    values = values_for(juergen, records.get(RecordRef("opportunity", str(deal.id))))
+    body = render_template_text(german.html_body, values, html=True)
+    assert "Hallo Jürgen," in body.text and "bei Isar Wartungsvertrag 2025" in body.text
+    assert body.missing == ()
+    without = render_template_text(german.html_body, values_for(None, None), html=True)
+    assert "Hallo zusammen," in without.text
+
+
+def test_templates_are_seeded_into_an_older_demo_database_once(tmp_path: Path) -> None:
+    from engage.models import EmailTemplate
+
+    app = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "TESTING": True})
+    with app.app_context():
+        db.session.execute(sa.delete(EmailTemplate))
+        db.session.commit()
+    app = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "TESTING": True})
+    with app.app_context():
+        count = db.session.scalar(sa.select(sa.func.count()).select_from(EmailTemplate))
+    again = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "TESTING": True})
+    with again.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(EmailTemplate)) == count
+    assert count == 3
+
+
 # -- the mailbox ----------------------------------------------------------------------------
 
 

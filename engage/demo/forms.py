@@ -58,6 +58,12 @@ class SignOutForm(FlaskForm):
     """A bare form so that signing out is a POST with a CSRF token."""
 
 
+class OpportunityWonForm(FlaskForm):
+    """Mark an opportunity won, or open again; the button submits ``won`` as ``1`` or ``0``."""
+
+    won = RadioField(choices=[choice("1", _l("Won")), choice("0", _l("Open"))])
+
+
 class PersonSettingsForm(FlaskForm):
     """A contact's or lead's postal address and follow-email preference."""
 

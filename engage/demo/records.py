@@ -98,9 +98,16 @@ def account_record(account: Account) -> Record:
     )
 
 
+def order_number(opportunity: Opportunity) -> str | None:
+    """The sales order of a won opportunity (the demo keeps no orders: it is made from the id)."""
+    return f"SO-{10000 + opportunity.id}" if opportunity.won else None
+
+
 def opportunity_record(opportunity: Opportunity) -> Record:
-    """The engage view of a demo opportunity; ``won`` feeds template performance."""
+    """The engage view of a demo opportunity; ``won`` feeds template performance, and a won
+    one offers templates its order number (``{{ order_number }}``)."""
     contact = opportunity.primary_contact
+    number = order_number(opportunity)
     return Record(
         ref=RecordRef("opportunity", str(opportunity.id)),
         name=opportunity.name,
@@ -109,6 +116,7 @@ def opportunity_record(opportunity: Opportunity) -> Record:
         won=opportunity.won,
         type_label=_("Opportunity"),
         language=(contact.language or None) if contact else None,
+        template_values={"order_number": number} if number else {},
     )
 
 

@@ -23,10 +23,12 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
+from redis.exceptions import RedisError
 
-from engage import RecordRef
+from engage import RecordRef, note_opportunity_won
 
 from .forms import (
+    OpportunityWonForm,
     PersonSettingsForm,
     ReplyForm,
     SignInForm,
@@ -53,7 +55,7 @@ from .models import (
     User,
     db,
 )
-from .records import DemoRecords
+from .records import DemoRecords, order_number
 
 blueprint = Blueprint(
     "demo",
@@ -97,6 +99,8 @@ def _demo_globals() -> dict[str, Any]:
         "stage_label": stage_label,
         "follow_label": follow_label,
         "sign_out_form": SignOutForm,
+        "won_form": OpportunityWonForm,
+        "order_number": order_number,
         "country_names": country_names,
     }
 
@@ -227,6 +231,39 @@ def opportunity(record_id: int) -> str:
         obj=obj,
         ref=RecordRef("opportunity", str(obj.id)),
     )
+
+
+@blueprint.post("/opportunities/<int:record_id>/won")
+@login_required
+def opportunity_won(record_id: int) -> Any:
+    """Mark an opportunity won (its stage becomes Close), or open it again.
+
+    A win is told to engage at once, as a host should, so the templates of the emails about
+    this opportunity count the sale (SPEC S31); engage's sweep would notice within the hour.
+    """
+    obj = _get_or_404(Opportunity, record_id)
+    form = OpportunityWonForm()
+    if not form.validate_on_submit():
+        abort(400)
+    obj.won = form.won.data == "1"
+    if obj.won:
+        obj.stage = "close"
+    db.session.commit()
+    if not obj.won:
+        flash(_("“%(name)s” is open again.", name=obj.name), "success")
+    else:
+        flash(_("“%(name)s” is marked as won.", name=obj.name), "success")
+        try:
+            note_opportunity_won(RecordRef("opportunity", str(obj.id)))
+        except RedisError:
+            flash(
+                _(
+                    "engage could not be told at once (its queue is not reachable); "
+                    "it notices the win at its next hourly check."
+                ),
+                "info",
+            )
+    return redirect(url_for("demo.opportunity", record_id=obj.id))
 
 
 _PEOPLE: dict[str, tuple[type[Contact] | type[Lead], str]] = {
