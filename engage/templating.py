@@ -303,6 +303,15 @@ def _refuse_node(node: nodes.Node) -> None:
         raise _Refusal(f"names starting with '_' ({node.arg.value!r}) cannot be used", line)
     if isinstance(node, nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport):
         raise _Refusal("templates cannot include, import or extend other templates", line)
+    # What remains bounds the work of a render by the size of the template and its values:
+    # without macros, recursive loops or loops inside loops, each part runs at most once per
+    # item of one list, so no template can keep a worker busy for long (S29).
+    if isinstance(node, nodes.Macro | nodes.CallBlock):
+        raise _Refusal("templates cannot define macros", line)
+    if isinstance(node, nodes.For) and node.recursive:
+        raise _Refusal("recursive loops are not available in templates", line)
+    if isinstance(node, nodes.For) and any(True for _inner in node.find_all(nodes.For)):
+        raise _Refusal("a loop cannot contain another loop in a template", line)
 
 
 @dataclass(slots=True)

@@ -152,9 +152,25 @@ def test_a_template_at_the_size_limit_is_accepted() -> None:
 
 
 def test_too_much_output_is_refused() -> None:
-    source = "{% for a in x %}{% for b in x %}" + "y" * 200 + "{% endfor %}{% endfor %}"
+    source = "{% for a in x %}" + "y" * 2000 + "{% endfor %}"
     with pytest.raises(TemplateRefused, match="too much text"):
-        render_template_text(source, {"x": list(range(100))}, html=False)
+        render_template_text(source, {"x": list(range(1000))}, html=False)
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("{% for a in x %}\n{% for b in x %}{% endfor %}{% endfor %}", "loop cannot contain"),
+        ("{% for a in x recursive %}{{ loop(a) }}{% endfor %}", "recursive loops"),
+        ("{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}", "macros"),
+        ("{% call(x) cycle() %}{% endcall %}", "macros"),
+    ],
+)
+def test_constructs_that_could_run_for_ages_are_refused(source: str, words: str) -> None:
+    [problem] = check_syntax(source)
+    assert problem.line == 1 and words in problem.message
+    with pytest.raises(TemplateRefused, match=words):
+        render_template_text(source, {"x": [1, 2]}, html=False)
 
 
 @pytest.mark.parametrize(
@@ -192,7 +208,7 @@ def test_a_refused_construct_is_a_problem_on_save() -> None:
         'Hi {{ recipient.first_name | default("there") }},\n{{ regarding.name }}',
         "{% for i in [1, 2] %}{{ loop.index }}{% endfor %}{% set x = 1 %}{{ x }}",
         "{% set body %}b{% endset %}{{ body }}",
-        "{% macro hi(n) %}Hi {{ n }}{% endmacro %}{{ hi(recipient.first_name) }}",
+        "{% for i in [1, 2] %}{% if loop.first %}{{ i }}{% endif %}{% endfor %}",
     ],
 )
 def test_a_valid_template_has_no_problems(source: str) -> None:
