@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html import unescape
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,9 +80,19 @@ class TemplateForm(FlaskForm):
     preview_record = HiddenField()
 
     def body_html(self) -> str:
-        """The body as sanitised HTML, from the rich editor or the plain textarea."""
+        """The body as sanitised HTML, from the rich editor or the plain textarea.
+
+        Inside ``{{ … }}`` and ``{% … %}`` the writer wrote Jinja, not HTML: the entities the
+        editor and the sanitiser put there (``&gt;`` for ``>``) are turned back into the
+        characters typed, or ``{% if n > 1 %}`` would not parse.
+        """
         source = self.body.data or ""
-        return clean_html(source if self.body_format.data == "html" else text_to_html(source))
+        html = clean_html(source if self.body_format.data == "html" else text_to_html(source))
+        return _JINJA_TAG.sub(lambda m: unescape(m.group(0)), html)
+
+
+#: A Jinja expression or statement in a body's HTML.
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 
 
 def _template_or_404(template_id: int) -> EmailTemplate:

@@ -108,6 +108,17 @@ def test_a_syntax_error_is_shown_with_its_line_and_nothing_is_saved(tpl_app):
     assert templates(tpl_app) == []
 
 
+def test_comparisons_typed_in_the_rich_editor_work(tpl_app):
+    mia = sign_in(tpl_app.test_client(), 3)
+    body = "<div>{% if recipient.first_name &gt; 'A' %}Dear {{ recipient.first_name }}{% endif %}</div>"
+    assert save_template(mia, body=body).status_code == 302
+    [template] = templates(tpl_app)
+    assert "{% if recipient.first_name > 'A' %}" in template.html_body
+    sam = sign_in(tpl_app.test_client(), 1)
+    data = compose_data(sam, action="apply_template", template_choice=str(template.id))
+    assert "Dear Ada" in text_of(sam.post("/crm/engage/compose", data=data))
+
+
 @pytest.mark.parametrize(
     "source",
     [
