@@ -351,6 +351,18 @@ def choices(language: str, query: str) -> Choices:
     )
 
 
+#: A value in a template's text, with an optional filter: ``{{ recipient.first_name | … }}``.
+_VALUE = re.compile(r"\{\{-?\s*([A-Za-z_][\w.]*)[^}]*\}\}")
+_STATEMENT = re.compile(r"\{%.*?%\}", re.DOTALL)
+
+
+def excerpt(text: str, length: int = 140) -> str:
+    """The start of a template's text for reps: values by their label, statements left out."""
+    readable = _VALUE.sub(lambda m: f"[{_field_label(m.group(1))}]", text)
+    readable = _STATEMENT.sub("", readable)
+    return readable if len(readable) <= length else readable[: length - 1].rstrip() + "…"
+
+
 def window_context(language: str | None, query: str, default_language: str) -> dict[str, Any]:
     """The template context of the Insert template window."""
     chosen = default_language if language is None else language
@@ -358,6 +370,7 @@ def window_context(language: str | None, query: str, default_language: str) -> d
         "template_choices": choices(chosen, query),
         "template_languages": [(code, language_name(code)) for code in _languages()],
         "language_name": language_name,
+        "template_excerpt": excerpt,
         "measures": MEASURES,
     }
 

@@ -237,6 +237,7 @@ def test_the_window_starts_in_the_recipients_language_and_filters_and_searches(t
     assert "Thank you" in listed and "Danke" not in listed
     everything = text_of(sam.get("/crm/engage/templates/choices?template_language=&template_q="))
     assert "Thank you" in everything and "Danke" in everything
+    assert "Hello [Recipient's first name],\nthank you" in everything  # values by their label
     by_content = text_of(
         sam.get("/crm/engage/templates/choices?template_language=&template_q=ORDER")
     )
