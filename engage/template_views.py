@@ -8,6 +8,7 @@ of templates with their performance (:func:`choices`), and applying one to a dra
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,9 +47,15 @@ COMPARED_RECIPIENTS = 20
 
 
 def language_name(code: str) -> str:
-    """A language's name in the user's language (``"Deutsch"`` → ``"German"`` for English)."""
+    """A language's name in the user's language (``"de"`` → ``"German"`` for English)."""
+    return _language_name(code, _locale())
+
+
+@functools.lru_cache(maxsize=512)
+def _language_name(code: str, locale: str) -> str:
+    # Cached: the window names the language of each of up to hundreds of templates.
     try:
-        name = Locale.parse(code).get_display_name(Locale.parse(_locale(), sep="-"))
+        name = Locale.parse(code).get_display_name(Locale.parse(locale, sep="-"))
     except (UnknownLocaleError, ValueError):
         return code
     return (name or code)[:1].upper() + (name or code)[1:]
