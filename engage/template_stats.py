@@ -243,10 +243,11 @@ def best_templates(
     if min_sample is None:
         min_sample = int(current_app.config["ENGAGE_TEMPLATE_MIN_SAMPLE"])
     best: dict[str, int] = {}
+    performances = [(template, Performance.of(template)) for template in templates]
     for measure in MEASURES:
         candidates = []
-        for template in templates:
-            rate: Rate = getattr(Performance.of(template), measure)
+        for template, performance in performances:
+            rate: Rate = getattr(performance, measure)
             if rate.sample >= max(min_sample, 1) and rate.hits > 0:
                 candidates.append((rate.hits / rate.sample, rate.sample, -template.id))
         if candidates:

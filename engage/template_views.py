@@ -51,6 +51,12 @@ def language_name(code: str) -> str:
     return _language_name(code, _locale())
 
 
+def language_namer() -> Any:
+    """:func:`language_name` for one page: the user's language is looked up once."""
+    locale = _locale()
+    return lambda code: _language_name(code, locale)
+
+
 @functools.lru_cache(maxsize=512)
 def _language_name(code: str, locale: str) -> str:
     # Cached: the window names the language of each of up to hundreds of templates.
@@ -124,7 +130,8 @@ def templates_list() -> Any:
         performance={t.id: Performance.of(t) for t in templates},
         best=best_templates([t for t in templates if t.retired_at is None]),
         show_retired=show_retired,
-        language_name=language_name,
+        language_name=language_namer(),
+        stat_labels=stat_labels(),
     )
 
 
@@ -303,6 +310,7 @@ def _editor(
         body_text=html_to_text(html),
         fields=FIELDS,
         performance=Performance.of(template) if template else None,
+        stat_labels=stat_labels(),
     )
     return page, status
 
@@ -363,11 +371,40 @@ _VALUE = re.compile(r"\{\{-?\s*([A-Za-z_][\w.]*)[^}]*\}\}")
 _STATEMENT = re.compile(r"\{%.*?%\}", re.DOTALL)
 
 
-def excerpt(text: str, length: int = 140) -> str:
-    """The start of a template's text for reps: values by their label, statements left out."""
-    readable = _VALUE.sub(lambda m: f"[{_field_label(m.group(1))}]", text)
-    readable = _STATEMENT.sub("", readable)
-    return readable if len(readable) <= length else readable[: length - 1].rstrip() + "…"
+def excerpter(length: int = 140) -> Any:
+    """A function giving the start of a template's text for reps: each value by its label
+    (``[Recipient's first name]``), statements left out.
+
+    The labels are translated once, for all the rows of a list.
+    """
+    labels = {f.name: _(f.label) for f in FIELDS}
+
+    def excerpt(text: str, limit: int = length) -> str:
+        # Only the start is shown: a value cut in two at this length still reads as text.
+        readable = _VALUE.sub(
+            lambda m: f"[{labels.get(m.group(1), m.group(1))}]", text[: limit * 3]
+        )
+        readable = _STATEMENT.sub("", readable)
+        return readable if len(readable) <= limit else readable[: limit - 1].rstrip() + "…"
+
+    return excerpt
+
+
+def stat_labels() -> dict[str, str]:
+    """The labels of a template's figures, translated; the counts are filled in with
+    ``|format(num=…)``."""
+    return {
+        "used": _("Used"),
+        "opened": _("Opened"),
+        "replied": _("Replied"),
+        "won": _("Won"),
+        "of_followed": _("of %(num)d followed"),
+        "of_sent": _("of %(num)d sent"),
+        "of_opportunities": _("of %(num)d opportunities"),
+        "best_opens": _("Best for opens"),
+        "best_replies": _("Best for replies"),
+        "best_sales": _("Best for sales"),
+    }
 
 
 def window_context(language: str | None, query: str, default_language: str) -> dict[str, Any]:
@@ -376,8 +413,9 @@ def window_context(language: str | None, query: str, default_language: str) -> d
     return {
         "template_choices": choices(chosen, query),
         "template_languages": [(code, language_name(code)) for code in _languages()],
-        "language_name": language_name,
-        "template_excerpt": excerpt,
+        "language_name": language_namer(),
+        "template_excerpt": excerpter(),
+        "stat_labels": stat_labels(),
         "measures": MEASURES,
     }
 
