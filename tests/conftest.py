@@ -387,3 +387,51 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+
+
+# -- The demo CRM, served ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
+    """Serve the demo CRM: ``start_demo(worker=True, **config)`` returns its live server.
+
+    With ``worker`` (the default) the demo's SMTP sink runs and a real ``rq`` worker delivers,
+    and with ``public_url`` engage's public URL is the server's own, so that followed emails'
+    pixels and links reach it; without ``worker`` only the web app is served. ``config`` goes
+    to the web app only.
+    """
+    from engage.demo import create_app
+    from engage.demo.mailbox import start_smtp_sink
+
+    sinks: list[Any] = []
+
+    def start(*, worker: bool = True, public_url: bool = True, **config: Any) -> LiveServer:
+        app = create_app(
+            {
+                "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "ENGAGE_REDIS_URL": redis_url,
+                **config,
+            }
+        )
+        server = serve(app)
+        if worker:
+            sink = start_smtp_sink(app)
+            sinks.append(sink)
+            env = {"ENGAGE_SMTP_URL": f"smtp://127.0.0.1:{sink.port}"}
+            if public_url:
+                env["ENGAGE_PUBLIC_URL"] = server.url
+            app.config.update(env)
+            start_worker(
+                "engage.demo:create_app()",
+                redis_url,
+                ENGAGE_DEMO_DATA_DIR=str(tmp_path),
+                ENGAGE_DEMO_DATABASE_URL=database_url,
+                **env,
+            )
+        return server
+
+    yield start
+    for sink in sinks:
+        sink.stop()

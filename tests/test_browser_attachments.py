@@ -19,32 +19,8 @@ PERSON = (
 
 
 @pytest.fixture
-def demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
-    from engage.demo import create_app
-    from engage.demo.mailbox import start_smtp_sink
-
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        }
-    )
-    sink = start_smtp_sink(app)
-    server = serve(app)
-    smtp_url = f"smtp://127.0.0.1:{sink.port}"
-    # Following needs the address recipients reach the tracking links at.
-    app.config.update(ENGAGE_SMTP_URL=smtp_url, ENGAGE_PUBLIC_URL=server.url)
-    start_worker(
-        "engage.demo:create_app()",
-        redis_url,
-        ENGAGE_DEMO_DATA_DIR=str(tmp_path),
-        ENGAGE_DEMO_DATABASE_URL=database_url,
-        ENGAGE_SMTP_URL=smtp_url,
-        ENGAGE_PUBLIC_URL=server.url,
-    )
-    yield server
-    sink.stop()
+def demo(start_demo):
+    return start_demo()
 
 
 def open_compose(page, demo, contact="Marie Curie") -> None:

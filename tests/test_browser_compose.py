@@ -14,29 +14,8 @@ ANANYA = "ananya.iyer@ganga-software.example.in"
 
 
 @pytest.fixture
-def demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
-    from engage.demo import create_app
-    from engage.demo.mailbox import start_smtp_sink
-
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        }
-    )
-    sink = start_smtp_sink(app)
-    smtp_url = f"smtp://127.0.0.1:{sink.port}"
-    app.config["ENGAGE_SMTP_URL"] = smtp_url
-    start_worker(
-        "engage.demo:create_app()",
-        redis_url,
-        ENGAGE_DEMO_DATA_DIR=str(tmp_path),
-        ENGAGE_DEMO_DATABASE_URL=database_url,
-        ENGAGE_SMTP_URL=smtp_url,
-    )
-    yield serve(app)
-    sink.stop()
+def demo(start_demo):
+    return start_demo(public_url=False)
 
 
 def open_contact(page, demo, user: str, contact: str) -> None:

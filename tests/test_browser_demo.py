@@ -10,17 +10,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def demo(tmp_path, database_url, redis_url, serve):
-    from engage.demo import create_app
-
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        }
-    )
-    return serve(app)
+def demo(start_demo):
+    return start_demo(worker=False)
 
 
 def test_a_salesperson_signs_in_opens_a_contact_and_sees_its_timeline(page, demo):

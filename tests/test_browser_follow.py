@@ -12,30 +12,8 @@ JURGEN = "j.mueller@isar-maschinenbau.example.de"
 
 
 @pytest.fixture
-def demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
-    from engage.demo import create_app
-    from engage.demo.mailbox import start_smtp_sink
-
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        }
-    )
-    sink = start_smtp_sink(app)
-    server = serve(app)
-    app.config.update(ENGAGE_SMTP_URL=f"smtp://127.0.0.1:{sink.port}", ENGAGE_PUBLIC_URL=server.url)
-    start_worker(
-        "engage.demo:create_app()",
-        redis_url,
-        ENGAGE_DEMO_DATA_DIR=str(tmp_path),
-        ENGAGE_DEMO_DATABASE_URL=database_url,
-        ENGAGE_SMTP_URL=app.config["ENGAGE_SMTP_URL"],
-        ENGAGE_PUBLIC_URL=server.url,
-    )
-    yield server
-    sink.stop()
+def demo(start_demo):
+    return start_demo()
 
 
 @pytest.fixture

@@ -31,28 +31,8 @@ def outside_working_day() -> tuple[str, str]:
 
 
 @pytest.fixture
-def demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
-    from engage.demo import create_app
-    from engage.demo.mailbox import start_smtp_sink
-
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        }
-    )
-    sink = start_smtp_sink(app)
-    app.config["ENGAGE_SMTP_URL"] = f"smtp://127.0.0.1:{sink.port}"
-    start_worker(
-        "engage.demo:create_app()",
-        redis_url,
-        ENGAGE_DEMO_DATA_DIR=str(tmp_path),
-        ENGAGE_DEMO_DATABASE_URL=database_url,
-        ENGAGE_SMTP_URL=app.config["ENGAGE_SMTP_URL"],
-    )
-    yield serve(app)
-    sink.stop()
+def demo(start_demo):
+    return start_demo(public_url=False)
 
 
 def test_send_later_recommends_schedules_reschedules_and_delivers(page, demo):
