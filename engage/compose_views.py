@@ -127,8 +127,13 @@ def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
         zone=sender_zone(sales_user(), form.get("browser_zone")),
     )
     template_id = form.get("template_id", "")
-    if template_id.isdigit() and current_engage.db.session.get(EmailTemplate, int(template_id)):
-        draft.template_id = int(template_id)
+    applied = (
+        current_engage.db.session.get(EmailTemplate, int(template_id))
+        if template_id.isdigit()
+        else None
+    )
+    if applied is not None:  # kept even if retired meanwhile: the message still used it
+        draft.template_id = applied.id
     if regarding is not None and current_engage.records.get(regarding) is None:
         errors["regarding"] = _("The regarding record no longer exists.")
     return draft, errors

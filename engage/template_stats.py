@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -32,8 +33,9 @@ from .extension import current_engage
 from .models import Email, EmailTemplate, TemplateUse, utcnow
 from .records import RecordRef
 
-_USES = TemplateUse.__table__
-_TEMPLATES = EmailTemplate.__table__
+# The tables themselves: counters move in Core statements, with no ORM bookkeeping.
+_USES = cast(sa.Table, TemplateUse.__table__)
+_TEMPLATES = cast(sa.Table, EmailTemplate.__table__)
 
 #: How often the sweep asks the host again about one open opportunity.
 WON_RECHECK = timedelta(hours=1)
