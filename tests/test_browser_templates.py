@@ -7,6 +7,7 @@ template's rates and highlights it."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import axe_violations
 from tests.test_browser_follow import JURGEN, sign_in
@@ -122,7 +123,8 @@ def test_a_template_is_written_inserted_edited_sent_and_its_rates_highlighted(pa
     assert "Hallo Jürgen, sollen wir nächste Woche über das Quartal sprechen?" in (
         editor.inner_text()
     )
-    editor.click()
+    # The cursor is already in the text, ready for the rep's own words.
+    expect(editor).to_be_focused()
     page.keyboard.press("Control+End")
     page.keyboard.type(" Dienstag um 10 Uhr würde gut passen.")
     page.get_by_role("group", name="Follow").get_by_text("On", exact=True).wait_for()

@@ -196,7 +196,7 @@
         label.id = label.id || textarea.id + "-label";
         editor.setAttribute("aria-labelledby", label.id);
       }
-      ["aria-invalid", "aria-describedby"].forEach(function (name) {
+      ["aria-invalid", "aria-describedby", "data-engage-autofocus"].forEach(function (name) {
         if (textarea.hasAttribute(name)) {
           editor.setAttribute(name, textarea.getAttribute(name));
         }
@@ -374,9 +374,19 @@
     true
   );
 
+  // A panel that comes back with a field to work on next (the text of an applied template)
+  // puts the cursor there.
+  function focusMarked(root) {
+    var marked = root.querySelector && root.querySelector("[data-engage-autofocus]");
+    if (marked) {
+      marked.focus();
+    }
+  }
+
   document.addEventListener("htmx:load", function (event) {
     enhanceEditors(event.detail.elt);
     fillBrowserZone(event.detail.elt);
+    focusMarked(event.detail.elt);
   });
   document.addEventListener("htmx:configRequest", function (event) {
     // The compose panel's first load (a GET) carries no form: send the zone along.
