@@ -120,15 +120,22 @@ def templates_list() -> Any:
     """Every template with its performance; sales managers only (S32)."""
     manager_user()
     show_retired = request.args.get("retired") == "1"
+    language = request.args.get("language", "")
+    search = request.args.get("q", "").strip()[:200]
     query = sa.select(EmailTemplate).order_by(EmailTemplate.language, EmailTemplate.name)
     if not show_retired:
         query = query.where(EmailTemplate.retired_at.is_(None))
-    templates = list(current_engage.db.session.scalars(query))
+    every = list(current_engage.db.session.scalars(query))
+    templates = matching([t for t in every if not language or t.language == language], search)
     return render_template(
         "engage/templates_page.html",
         templates=templates,
+        total=len(every),
+        language=language,
+        search=search,
+        languages=[(code, language_name(code)) for code in _languages()],
         performance={t.id: Performance.of(t) for t in templates},
-        best=best_templates([t for t in templates if t.retired_at is None]),
+        best=best_templates([t for t in every if t.retired_at is None]),
         show_retired=show_retired,
         language_name=language_namer(),
         stat_labels=stat_labels(),
@@ -193,6 +200,10 @@ def _edit(template: EmailTemplate | None) -> Any:
     if not valid or problems:
         return _editor(form, template, problems=problems, status=422)
     body = form.body_html()
+    if action == "save_copy":
+        # A copy to start from, such as the same message in another language; the original
+        # and its figures stay as they were.
+        template = None
     if template is None:
         template = EmailTemplate(created_by=user.id)
         session.add(template)
@@ -205,7 +216,12 @@ def _edit(template: EmailTemplate | None) -> Any:
     template.updated_by = user.id
     template.updated_at = utcnow()
     session.commit()
-    flash(_("Template “%(name)s” saved.", name=template.name), "engage-success")
+    flash(
+        _("Saved as a new template, “%(name)s”.", name=template.name)
+        if action == "save_copy"
+        else _("Template “%(name)s” saved.", name=template.name),
+        "engage-success",
+    )
     return redirect(url_for("engage.templates_list"))
 
 
@@ -318,6 +334,22 @@ def _editor(
 # ---- Insert template (S30, S31) -------------------------------------------------------------
 
 
+def matching(templates: Sequence[EmailTemplate], query: str) -> list[EmailTemplate]:
+    """The templates whose name, category, subject or text hold every word of ``query``,
+    case-insensitively (in Python, so that ``ä`` matches ``Ä`` on every database)."""
+    words = query.casefold().split()
+    if not words:
+        return list(templates)
+    found = []
+    for template in templates:
+        haystack = " ".join(
+            (template.name, template.category, template.subject, template.text_body)
+        ).casefold()
+        if all(word in haystack for word in words):
+            found.append(template)
+    return found
+
+
 @dataclass
 class Choices:
     """What the Insert template window lists."""
@@ -344,17 +376,7 @@ def choices(language: str, query: str) -> Choices:
     best_for: dict[int, list[str]] = {}
     for measure, template_id in best_templates(every).items():
         best_for.setdefault(template_id, []).append(measure)
-    words = query.casefold().split()
-    if words:
-        every_match = []
-        for template in every:
-            haystack = " ".join(
-                (template.name, template.category, template.subject, template.text_body)
-            ).casefold()
-            if all(word in haystack for word in words):
-                every_match.append(template)
-    else:
-        every_match = every
+    every_match = matching(every, query)
     listed = sorted(every_match, key=lambda t: (t.id not in best_for, t.name.casefold()))
     return Choices(
         language=language,

@@ -8,6 +8,7 @@ event worker, replies through the inbound endpoint.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from engage import current_engage
 from engage.jobs import sweep
-from engage.models import Email, EmailTemplate, TemplateUse
+from engage.models import Email, EmailTemplate, TemplateUse, utcnow
 from engage.template_stats import best_templates, opportunity_won
 from tests.hostapp import Customer, db
 from tests.support import sign_in
@@ -180,6 +181,41 @@ def test_the_preview_fills_in_a_chosen_record_and_names_the_missing_values(tpl_a
     assert "For Ada in London" in page and "Your order SO-10042" in page
     assert "Every value was filled in." in page
     assert templates(tpl_app) == []  # a preview saves nothing
+
+
+def test_the_managers_list_filters_by_language_and_searches(tpl_app):
+    mia = sign_in(tpl_app.test_client(), 3)
+    save_template(mia, name="Danke", language="de", subject="Vielen Dank")
+    save_template(mia, name="Thank you", language="en")
+    german = text_of(mia.get(TEMPLATES + "?language=de"))
+    assert ">Danke</a>" in german and ">Thank you</a>" not in german
+    found = text_of(mia.get(TEMPLATES + "?q=VIELEN"))
+    assert ">Danke</a>" in found and ">Thank you</a>" not in found
+    none = text_of(mia.get(TEMPLATES + "?language=fr"))
+    assert "No template matches." in none
+
+
+def test_save_as_new_template_keeps_the_original(tpl_app):
+    mia = sign_in(tpl_app.test_client(), 3)
+    save_template(mia, name="Thank you", language="en")
+    [original] = templates(tpl_app)
+    response = mia.post(
+        f"{TEMPLATES}/{original.id}",
+        data={
+            "csrf_token": csrf(mia, f"{TEMPLATES}/{original.id}"),
+            "name": "Danke",
+            "language": "de",
+            "subject": "Danke, {{ recipient.first_name }}",
+            "body": "<div>Hallo {{ recipient.first_name }}</div>",
+            "body_format": "html",
+            "action": "save_copy",
+        },
+    )
+    assert response.status_code == 302
+    first, copy = templates(tpl_app)
+    assert (first.id, first.name, first.language) == (original.id, "Thank you", "en")
+    assert (copy.name, copy.language, copy.created_by) == ("Danke", "de", "3")
+    assert "Saved as a new template, “Danke”." in text_of(mia.get(TEMPLATES))
 
 
 def test_a_retired_template_leaves_the_window_and_keeps_its_figures(tpl_app):
@@ -427,6 +463,22 @@ def test_the_sweep_notices_a_won_opportunity_the_host_never_reported(tpl_app):
         db.session.commit()
         sweep()
     assert figures(tpl_app, german)[4:] == (1, 1)
+
+
+def test_the_sweep_stops_asking_about_old_messages(tpl_app):
+    german, _english = two_templates(tpl_app)
+    email_id = send_with_template(tpl_app, german)
+    with tpl_app.app_context():
+        db.session.get(Customer, 1).won = True
+        db.session.execute(
+            sa.update(TemplateUse)
+            .where(TemplateUse.email_id == email_id)
+            .values(sent_at=utcnow() - timedelta(days=181))
+        )
+        db.session.commit()
+        sweep()
+        assert db.session.get(TemplateUse, email_id).won_checked_at is None
+    assert figures(tpl_app, german)[4:] == (1, 0)
 
 
 def test_the_best_template_is_highlighted_only_with_a_large_enough_sample(tpl_app):
