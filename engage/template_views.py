@@ -350,6 +350,10 @@ def matching(templates: Sequence[EmailTemplate], query: str) -> list[EmailTempla
     return found
 
 
+#: The measure a suggestion is made for first: a sale says most, an open least.
+SUGGESTION_ORDER = ("sales", "replies", "opens")
+
+
 @dataclass
 class Choices:
     """What the Insert template window lists."""
@@ -360,6 +364,15 @@ class Choices:
     performance: dict[int, Performance]
     best: dict[int, list[str]]
     total: int
+
+    @property
+    def suggestion(self) -> tuple[EmailTemplate, str] | None:
+        """The template to suggest before the window is opened, and what it is best for."""
+        for measure in SUGGESTION_ORDER:
+            for template in self.templates:
+                if measure in self.best.get(template.id, ()):
+                    return template, measure
+        return None
 
 
 def choices(language: str, query: str) -> Choices:
@@ -430,10 +443,20 @@ def stat_labels() -> dict[str, str]:
 
 
 def window_context(language: str | None, query: str, default_language: str) -> dict[str, Any]:
-    """The template context of the Insert template window."""
-    chosen = default_language if language is None else language
+    """The template context of the Insert template window.
+
+    ``language`` is what the rep chose (``""`` for all), or ``None`` before they chose: then
+    the window starts in ``default_language``, or in all languages when that one has no
+    templates at all, rather than starting empty.
+    """
+    found = choices(default_language if language is None else language, query)
+    fell_back_from = None
+    if language is None and default_language and found.total == 0:
+        fell_back_from = default_language
+        found = choices("", query)
     return {
-        "template_choices": choices(chosen, query),
+        "template_choices": found,
+        "template_fell_back_from": fell_back_from,
         "template_languages": [(code, language_name(code)) for code in _languages()],
         "language_name": language_namer(),
         "template_excerpt": excerpter(),

@@ -295,6 +295,18 @@ def test_the_window_starts_in_the_recipients_language_and_filters_and_searches(t
     assert choice(english) in page and choice(german) not in page
 
 
+def test_the_window_shows_every_language_when_the_recipients_has_no_templates(tpl_app):
+    two_templates(tpl_app)
+    with tpl_app.app_context():
+        db.session.get(Customer, 1).language = "fr"
+        db.session.commit()
+    sam = sign_in(tpl_app.test_client(), 1)
+    panel = text_of(sam.get(COMPOSE))
+    assert "There are no templates in French yet, so every language is shown." in panel
+    assert '<option value="" selected>All languages</option>' in panel
+    assert "Danke" in panel and "Thank you" in panel
+
+
 def test_the_window_defaults_to_the_users_language_when_the_recipient_has_none(tpl_app):
     two_templates(tpl_app)
     with tpl_app.app_context():
@@ -500,6 +512,9 @@ def test_the_best_template_is_highlighted_only_with_a_large_enough_sample(tpl_ap
     assert window.count("engage-template-choice--best") == 1
     assert "★ Best for opens" in window and "★ Best for replies" in window
     assert "Best for sales" not in window
+    # Before the window is opened, the compose panel suggests the best one.
+    panel = text_of(sam.get("/crm/engage/compose?regarding=customer:2"))  # Grace: English
+    assert "Suggested: “Thank you”, best for replies." in panel
     best = window.index("engage-template-choice--best")
     assert window.index(choice(english)) > best > 0
     assert window.index(choice(english)) < window.index(choice(german))
