@@ -105,8 +105,10 @@ def test_a_template_is_written_inserted_edited_sent_and_its_rates_highlighted(pa
     # All languages, then German only, then a search among the German ones.
     language = window.get_by_label("Language")
     language.select_option(label="All languages")
-    choices.filter(has_text=ENGLISH).wait_for()
-    assert choices.filter(has_text=GERMAN).count() == 1
+    # The window starts in Mia's language, English (no recipient was picked from the CRM):
+    # the German template appearing is the sign the list was refreshed.
+    choices.filter(has_text=GERMAN).wait_for()
+    assert choices.filter(has_text=ENGLISH).count() == 1
     language.select_option(label="German")
     choices.filter(has_text=ENGLISH).wait_for(state="detached")
     assert choices.filter(has_text="Vorstellung nach dem Erstgespräch").count() == 1  # seeded
