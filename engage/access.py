@@ -139,7 +139,7 @@ def can_see(user: EngageUser, owner_id: str, owner_team: str | None) -> bool:
 def visible_email_or_404(email_id: int) -> Email:
     """The email with this id if the signed-in sales user may see it; 404 otherwise."""
     user = sales_user()
-    email = current_engage.db.session.get(Email, email_id)
+    email = current_engage.session.get(Email, email_id)
     if email is None or not can_see(user, email.owner_id, email.owner_team):
         abort(404)
     return email

@@ -418,7 +418,7 @@ def attach_to_new_email() -> Any:
         stored = store_upload(upload)
     except AttachmentRefused as refusal:
         return _panel(draft, None, {FILE_FIELD: str(refusal)}, refused=True)
-    session = current_engage.db.session
+    session = current_engage.session
     try:
         email = emails.save_draft(session, user, draft, None)
     except Exception:
@@ -446,7 +446,7 @@ def attach_to_email(email_id: int) -> Any:
         stored = store_upload(upload)
     except AttachmentRefused as refusal:
         return _panel(draft, email, {**errors, FILE_FIELD: str(refusal)}, refused=True)
-    attachment = attach(current_engage.db.session, email, stored)
+    attachment = attach(current_engage.session, email, stored)
     return _panel(draft, email, errors, notice=_("Attached “%(name)s”.", name=attachment.filename))
 
 
@@ -457,7 +457,7 @@ def remove_attachment(email_id: int, attachment_id: int) -> Any:
     attachment = _attachment_of(email, attachment_id)
     draft, errors = _panel_draft(email)
     name = attachment.filename
-    detach(current_engage.db.session, attachment)
+    detach(current_engage.session, attachment)
     return _panel(draft, email, errors, notice=_("Removed “%(name)s”.", name=name))
 
 
@@ -472,7 +472,7 @@ def follow_attachment(email_id: int, attachment_id: int) -> Any:
     if refusal:
         return _panel(draft, email, {**errors, LIST_FIELD: refusal}, refused=True)
     attachment.followed = True
-    current_engage.db.session.commit()
+    current_engage.session.commit()
     notice = _(
         "“%(name)s” will be followed: each recipient gets a link to it that tells you when "
         "they open it.",
@@ -488,7 +488,7 @@ def unfollow_attachment(email_id: int, attachment_id: int) -> Any:
     attachment = _attachment_of(email, attachment_id)
     draft, errors = _panel_draft(email)
     attachment.followed = False
-    current_engage.db.session.commit()
+    current_engage.session.commit()
     notice = _("“%(name)s” will be sent as a normal attachment.", name=attachment.filename)
     return _panel(draft, email, errors, notice=notice)
 

@@ -49,7 +49,7 @@ def send_bulk(
         raise ValueError(f"a bulk send takes at most {MAX_RECIPIENTS} records")
     if subject_error(subject):
         raise ValueError("the subject must be one line")
-    session = current_engage.db.session
+    session = current_engage.session
     body = clean_html(html)
     queued: list[int] = []
     skipped: list[tuple[RecordRef, str]] = []
@@ -142,7 +142,7 @@ def bulk_sent() -> Any:
     ids = [int(i) for i in request.args.get("ids", "").split(",") if i.isdigit()]
     emails = [
         e
-        for e in (current_engage.db.session.get(Email, i) for i in ids[:MAX_RECIPIENTS])
+        for e in (current_engage.session.get(Email, i) for i in ids[:MAX_RECIPIENTS])
         if e is not None and e.owner_id == user.id
     ]
     return render_template("engage/bulk_sent.html", emails=emails)

@@ -38,6 +38,7 @@ from .models import (
     Party,
     PartyRole,
     UTCDateTime,
+    affected_rows,
     utcnow,
 )
 from .records import EngageUser, RecordRef
@@ -181,7 +182,7 @@ def cards_for_opens(session: Session, opens: list[tuple[Party, datetime]]) -> li
     quiet = timedelta(minutes=float(current_app.config["ENGAGE_OPEN_CARD_QUIET_MINUTES"]))
     email_ids = {party.email_id for party, _when in opens}
     last: dict[int, datetime] = dict(
-        session.execute(
+        session.execute(  # type: ignore[arg-type]  # rows are (email_id, newest) pairs
             sa.select(Card.email_id, sa.func.max(Card.created_at))
             .where(Card.email_id.in_(email_ids), Card.kind == "opened")
             .group_by(Card.email_id)
@@ -290,7 +291,7 @@ def mark_all_read(session: Session, user: EngageUser) -> int:
         .values(read_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return affected_rows(result)
 
 
 def snooze_choices(now_local: datetime) -> list[tuple[str, str, datetime]]:
@@ -386,7 +387,7 @@ def _register_assistant_global(state: Any) -> None:
 
 def _visible_card_or_404(card_id: int) -> tuple[EngageUser, Card]:
     user = sales_user()
-    card = current_engage.db.session.get(Card, card_id)
+    card = current_engage.session.get(Card, card_id)
     if card is None or not can_see(user, card.owner_id, card.owner_team):
         abort(404)
     return user, card
@@ -403,7 +404,7 @@ def _card_context(panel: Panel) -> dict[str, Any]:
 
 
 def _render_panel(user: EngageUser, *, form: str | None = None, **form_context: Any) -> str:
-    panel = panel_for(current_engage.db.session, user)
+    panel = panel_for(current_engage.session, user)
     return render_template(
         "engage/_assistant.html",
         panel=panel,
@@ -433,7 +434,7 @@ def assistant() -> Any:
     requests pass every proxy and load balancer unchanged.
     """
     user = sales_user()
-    session = current_engage.db.session
+    session = current_engage.session
     if is_htmx() and request.args.get("part") == "cards":
         panel = panel_for(session, user)
         if request.args.get("v") == panel.version:
@@ -468,8 +469,8 @@ def assistant() -> Any:
 def assistant_mark_read() -> Any:
     """Mark all of the user's cards read: the unread count goes back to zero."""
     user = sales_user()
-    mark_all_read(current_engage.db.session, user)
-    current_engage.db.session.commit()
+    mark_all_read(current_engage.session, user)
+    current_engage.session.commit()
     return _panel_response(user)
 
 
@@ -479,7 +480,7 @@ def card_dismiss(card_id: int) -> Any:
     user, card = _visible_card_or_404(card_id)
     card.dismissed_at = utcnow()
     card.read_at = card.read_at or card.dismissed_at
-    current_engage.db.session.commit()
+    current_engage.session.commit()
     return _panel_response(user)
 
 
@@ -487,7 +488,7 @@ def _form_page(user: EngageUser, form: str, **context: Any) -> Any:
     """A card's form: alone for htmx (into the panel's form area), in the page otherwise."""
     if is_htmx():
         return render_template(f"engage/{form}.html", user=user, **context)
-    panel = panel_for(current_engage.db.session, user)
+    panel = panel_for(current_engage.session, user)
     return render_template(
         "engage/assistant_page.html",
         panel=panel,
@@ -531,7 +532,7 @@ def card_snooze(card_id: int) -> Any:
         context["error"] = str(exc)
         return _failed_form(user, "_snooze_form", **context)
     card.snoozed_until = until
-    current_engage.db.session.commit()
+    current_engage.session.commit()
     return _panel_response(user)
 
 
@@ -562,7 +563,7 @@ def card_phone_call(card_id: int) -> Any:
     notes = request.form.get("notes", "")
     try:
         add_phone_call(
-            current_engage.db.session, user, card, subject=subject, phone=phone, notes=notes
+            current_engage.session, user, card, subject=subject, phone=phone, notes=notes
         )
     except ValueError as exc:
         context = {
@@ -575,7 +576,7 @@ def card_phone_call(card_id: int) -> Any:
         }
         return _failed_form(user, "_phone_call_form", **context)
     card.read_at = card.read_at or utcnow()
-    current_engage.db.session.commit()
+    current_engage.session.commit()
     response = _panel_response(user)
     if is_htmx():
         response = current_app.make_response(response)

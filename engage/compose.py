@@ -62,7 +62,9 @@ def format_address(name: str, address: str) -> str:
 def _split_entries(text: str) -> list[str]:
     # Split on commas and semicolons outside quotes and angle brackets, so that
     # '"Lovelace, Ada" <ada@example.com>' stays one entry.
-    entries, current, quoted, angled = [], [], False, False
+    entries: list[str] = []
+    current: list[str] = []
+    quoted = angled = False
     for char in text:
         if char == '"':
             quoted = not quoted

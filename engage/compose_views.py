@@ -128,7 +128,7 @@ def _draft_from_form() -> tuple[DraftInput, dict[str, str]]:
     )
     template_id = form.get("template_id", "")
     applied = (
-        current_engage.db.session.get(EmailTemplate, int(template_id))
+        current_engage.session.get(EmailTemplate, int(template_id))
         if template_id.isdigit()
         else None
     )
@@ -348,7 +348,7 @@ def _save_or_send(email: Email | None) -> Any:
         except attachments.AttachmentRefused as refusal:
             errors[attachments.FILE_FIELD] = str(refusal)
             return _render_compose(draft, email=email, errors=errors, status=422)
-    session = current_engage.db.session
+    session = current_engage.session
     try:
         email = emails.save_draft(session, user, draft, email)
     except Exception:
@@ -380,7 +380,7 @@ def delete_email(email_id: int) -> Any:
         abort(404)
     regarding = email.regarding
     keys = [attachment.storage_key for attachment in email.attachments]
-    session = current_engage.db.session
+    session = current_engage.session
     if email.status is EmailStatus.SCHEDULED:
         cancel_scheduled_job(email)  # its job would find nothing to send anyway
     session.delete(email)
@@ -406,7 +406,7 @@ def resend_email(email_id: int) -> Any:
         abort(404)
     if not prepare_resend(email):
         abort(409)
-    current_engage.db.session.commit()
+    current_engage.session.commit()
     enqueue_delivery(email)
     flash(_("Sending the failed copies again…"), "engage-success")
     if is_htmx():
@@ -420,7 +420,7 @@ def resend_email(email_id: int) -> Any:
 def activity_item(activity_id: int) -> Any:
     """One timeline entry, polled while its email is on its way."""
     user = sales_user()
-    activity = current_engage.db.session.get(Activity, activity_id)
+    activity = current_engage.session.get(Activity, activity_id)
     if activity is None or not can_see(user, activity.owner_id, activity.owner_team):
         abort(404)
     return render_template("engage/_activity.html", activity=activity)
@@ -444,7 +444,7 @@ def search_records() -> Any:
 def email_interactions(email_id: int) -> Any:
     """View message interactions (SPEC S34): KPIs per recipient and the history of events."""
     email = visible_email_or_404(email_id)
-    session = current_engage.db.session
+    session = current_engage.session
     events = list(
         session.scalars(
             sa.select(TrackingEvent)

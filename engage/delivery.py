@@ -239,7 +239,7 @@ class _Journal:
 
     def accepted(self) -> dict[int, datetime]:
         return {
-            int(k): datetime.fromisoformat(v.decode())
+            int(k): datetime.fromisoformat(v.decode() if isinstance(v, bytes) else v)
             for k, v in self.redis.hgetall(self.key).items()
         }
 
@@ -255,7 +255,7 @@ class _Journal:
 
 
 def _deliver(email_id: int) -> str:
-    session = current_engage.db.session
+    session = current_engage.session
     email = session.get(Email, email_id)
     if email is None or email.status is not EmailStatus.SENDING:
         return "nothing to do"
@@ -287,7 +287,7 @@ def _deliver(email_id: int) -> str:
 def _send_copies(
     email: Email, pending: list[Party], settings: SmtpSettings, journal: _Journal
 ) -> None:
-    session = current_engage.db.session
+    session = current_engage.session
     sender = email.parties_in(PartyRole.FROM)[0].address
     # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
     smtputf8 = not all(p.address.isascii() for p in email.parties)
@@ -382,7 +382,7 @@ def _connection_words(settings: SmtpSettings, exc: BaseException) -> str:
 
 def _settle(email: Email) -> str:
     """Decide what follows an attempt: a retry later, or the email's final status."""
-    session = current_engage.db.session
+    session = current_engage.session
     retrying = [p for p in email.recipients if p.delivery_state is DeliveryState.RETRYING]
     if retrying:
         attempts = max(p.delivery_attempts for p in retrying)

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from flask import current_app
@@ -149,7 +150,7 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
             if hit.kind is EventKind.OPEN:
                 human_opens.append((party, hit.occurred_at))
     # A Core insert of the whole batch: the ORM would add bookkeeping per row for nothing.
-    session.execute(TrackingEvent.__table__.insert(), rows)
+    session.execute(cast(sa.Table, TrackingEvent.__table__).insert(), rows)
     if human_opens:
         # Human opens only (S14): they are what the sender's open cards are about (S12), and
         # what a template's open rate counts (S31).

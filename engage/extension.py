@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, g
 from werkzeug.local import LocalProxy
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
     from redis import Redis
     from rq import Queue
+    from sqlalchemy.orm import Session
 
 UserLoader = Callable[[], EngageUser | None]
 
@@ -179,6 +180,15 @@ class Engage:
             url = current_app.config["ENGAGE_REDIS_URL"] or "redis://127.0.0.1:6379/0"
             state.redis = Redis.from_url(url)
         return state.redis
+
+    @property
+    def session(self) -> Session:
+        """The host's database session, which engage's queries and writes go through.
+
+        It is Flask-SQLAlchemy's scoped session (``db.session``); it stands for the request's
+        or job's :class:`~sqlalchemy.orm.Session` and is typed as one.
+        """
+        return cast("Session", self.db.session)
 
     @property
     def queue(self) -> Queue:

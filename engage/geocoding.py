@@ -743,7 +743,7 @@ def _geocoder(
 
 
 def _stored(ref: RecordRef) -> RecordTimezone | None:
-    return current_engage.db.session.scalar(
+    return current_engage.session.scalar(
         sa.select(RecordTimezone).where(
             RecordTimezone.record_type == ref.type, RecordTimezone.record_id == ref.id
         )
@@ -763,7 +763,7 @@ def lookup_timezone(record_type: str, record_id: str) -> str:
     ``"no_record"`` when the host no longer has the record (its stored zone is then deleted).
     """
     ref = RecordRef(record_type, record_id)
-    session = current_engage.db.session
+    session = current_engage.session
     record = current_engage.records.get(ref)
     row = _stored(ref)
     if record is None:

@@ -14,7 +14,7 @@ from flask import current_app
 
 from . import tracking
 from .extension import current_engage
-from .models import Activity, Email, EmailStatus, TrackingEvent, utcnow
+from .models import Activity, Email, EmailStatus, TrackingEvent, affected_rows, utcnow
 
 #: How long a sending email may wait for its job before the sweep assumes Redis lost it.
 STALE_AFTER = timedelta(minutes=2)
@@ -41,7 +41,7 @@ def sweep() -> str:
 
     now = utcnow()
     stale = now - STALE_AFTER
-    session = current_engage.db.session
+    session = current_engage.session
     overdue = session.scalars(
         sa.select(Email).where(
             Email.status == EmailStatus.SENDING,
@@ -73,7 +73,7 @@ def purge_tracking_details(now: datetime | None = None) -> int:
     """
     days = int(current_app.config["ENGAGE_TRACKING_RETENTION_DAYS"])
     cutoff = (now or utcnow()) - timedelta(days=days)
-    session = current_engage.db.session
+    session = current_engage.session
     session.execute(
         sa.update(Activity)
         .where(
@@ -85,10 +85,12 @@ def purge_tracking_details(now: datetime | None = None) -> int:
     )
     result = session.execute(sa.delete(TrackingEvent).where(TrackingEvent.occurred_at < cutoff))
     session.commit()
-    return result.rowcount or 0
+    return affected_rows(result)
 
 
 def last_sweep() -> datetime | None:
     """When the periodic sweep last ran, or ``None`` when it never did (or Redis forgot)."""
     raw = current_engage.redis.get(SWEEP_HEARTBEAT_KEY)
-    return datetime.fromisoformat(raw.decode()) if raw else None
+    if not raw:
+        return None
+    return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)

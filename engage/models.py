@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -28,6 +29,11 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def affected_rows(result: sa.Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` changed."""
+    return cast(sa.CursorResult[Any], result).rowcount or 0
 
 
 def utcnow() -> datetime:

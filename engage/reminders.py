@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from .compose import parse_addresses
 from .extension import current_engage
 from .i18n import gettext as _
-from .models import Base, Email, EmailStatus, Party, UTCDateTime, utcnow
+from .models import Base, Email, EmailStatus, Party, UTCDateTime, affected_rows, utcnow
 from .views import blueprint
 
 if TYPE_CHECKING:
@@ -317,7 +317,7 @@ def reminder_of(session: Session, email_id: int) -> Reminder | None:
 
 def input_of(email: Email) -> ReminderInput | None:
     """The reminder kept with a stored draft, as the compose form carries it."""
-    row = reminder_of(current_engage.db.session, email.id)
+    row = reminder_of(current_engage.session, email.id)
     if row is None:
         return None
     return ReminderInput(row.title, row.condition, row.remind_at)
@@ -353,7 +353,7 @@ def _write(row: Reminder, reminder: ReminderInput) -> None:
 
 def activate(email: Email) -> None:
     """Schedule the job of the email's pending reminder, once the email is sent or scheduled."""
-    row = reminder_of(current_engage.db.session, email.id)
+    row = reminder_of(current_engage.session, email.id)
     if row is not None and row.state == PENDING and email.status is not EmailStatus.DRAFT:
         schedule_reminder(row)
 
@@ -410,7 +410,7 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
     """
     from .cards import create_card
 
-    session = current_engage.db.session
+    session = current_engage.session
     due_at = datetime.fromisoformat(due)
     row = session.get(Reminder, reminder_id)
     if row is None or row.state != PENDING or row.remind_at != due_at:
@@ -435,21 +435,23 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
     ]
     verdict = evaluate(row.condition, facts, email.subject)
     now = utcnow()
-    moved = session.execute(
-        sa.update(Reminder)
-        .where(
-            Reminder.id == reminder_id,
-            Reminder.state == PENDING,
-            Reminder.remind_at == due_at,
+    moved = affected_rows(
+        session.execute(
+            sa.update(Reminder)
+            .where(
+                Reminder.id == reminder_id,
+                Reminder.state == PENDING,
+                Reminder.remind_at == due_at,
+            )
+            .values(
+                state=FIRED if verdict.holds else RESOLVED,
+                fired_at=now,
+                resolved_reason=None if verdict.holds else verdict.what,
+                met_at=None if verdict.holds else verdict.met_at,
+            )
+            .execution_options(synchronize_session=False)
         )
-        .values(
-            state=FIRED if verdict.holds else RESOLVED,
-            fired_at=now,
-            resolved_reason=None if verdict.holds else verdict.what,
-            met_at=None if verdict.holds else verdict.met_at,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not moved:
         session.rollback()
         return "stale"
@@ -480,7 +482,7 @@ def sweep_reminders(now: datetime | None = None) -> int:
     """Queue again the active reminders whose time passed more than a grace period ago."""
     cutoff = (now or utcnow()) - SWEEP_GRACE
     overdue = list(
-        current_engage.db.session.scalars(
+        current_engage.session.scalars(
             sa.select(Reminder)
             .join(Email, Email.id == Reminder.email_id)
             .where(
@@ -588,7 +590,7 @@ def email_panel(email: Email) -> ReminderPanel | None:
     from .send_later import sender_zone
 
     zone = sender_zone(user, request.values.get("browser_zone"))
-    row = reminder_of(current_engage.db.session, email.id)
+    row = reminder_of(current_engage.session, email.id)
     reminder = ReminderInput(row.title, row.condition, row.remind_at) if row else None
     names = [first_name(p.name, p.address) for p in email.recipients]
     return _panel(
@@ -619,7 +621,7 @@ def email_reminder(email_id: int) -> Any:
     email = visible_email_or_404(email_id)
     if email.owner_id != user.id or email.status is EmailStatus.DRAFT:
         abort(404)  # a draft's reminder is set in its compose panel
-    session = current_engage.db.session
+    session = current_engage.session
     row = reminder_of(session, email.id)
     action = request.form.get("action")
     if action == "remove_reminder":

@@ -365,7 +365,7 @@ def ingest(raw: bytes, *, source: str) -> ReplyOutcome:
     """
     message: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
     # The host's scoped session, used as the plain Session it stands in for.
-    session: Session = current_engage.db.session  # type: ignore[assignment]
+    session: Session = current_engage.session  # type: ignore[assignment]
     senders = _addresses(message, "From")
     found, party = _find_recipient(session, _thread_ids(message), senders)
     if party is None:
@@ -519,7 +519,7 @@ def _poll(settings: ImapSettings) -> int:
                 ingest(raw, source="imap")
             except Exception:
                 # Left unseen, so the next poll tries again; the other messages go on.
-                current_engage.db.session.rollback()
+                current_engage.session.rollback()
                 logger.exception("could not ingest message %s of the reply mailbox", uid)
                 continue
             _check(client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)"), "STORE")

@@ -18,7 +18,7 @@ from rq.job import Job
 
 from .delivery import deliver
 from .extension import current_engage
-from .models import Email, EmailStatus, utcnow
+from .models import Email, EmailStatus, affected_rows, utcnow
 from .timeline import sync_email_activities
 
 #: How late a scheduled email may be before the sweep assumes its job is lost.
@@ -59,7 +59,7 @@ def reschedule(email: Email, when: datetime) -> None:
     cancel_scheduled_job(email)
     email.scheduled_at = when
     email.updated_at = utcnow()
-    session = current_engage.db.session
+    session = current_engage.session
     sync_email_activities(session, email)
     session.commit()
     schedule_delivery(email)
@@ -73,21 +73,23 @@ def send_now(email: Email) -> bool:
 
 def _start_sending(email_id: int, *, expected: datetime | None) -> bool:
     """Move the email from scheduled to sending, once; ``expected`` guards against stale jobs."""
-    session = current_engage.db.session
+    session = current_engage.session
     now = utcnow()
     condition = [Email.id == email_id, Email.status == EmailStatus.SCHEDULED]
     if expected is not None:
         condition.append(Email.scheduled_at == expected)
-    moved = session.execute(
-        sa.update(Email)
-        .where(*condition)
-        .values(status=EmailStatus.SENDING, submitted_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    moved = affected_rows(
+        session.execute(
+            sa.update(Email)
+            .where(*condition)
+            .values(status=EmailStatus.SENDING, submitted_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if not moved:
         session.rollback()
         return False
-    email = session.get(Email, email_id)
+    email = session.get_one(Email, email_id)
     session.refresh(email)
     sync_email_activities(session, email)
     session.commit()
@@ -101,7 +103,7 @@ def send_scheduled(email_id: int, due: str) -> str:
     or deleted meanwhile) or ``early`` (the clock ran ahead; the job is put back).
     """
     due_at = datetime.fromisoformat(due)
-    email = current_engage.db.session.get(Email, email_id)
+    email = current_engage.session.get(Email, email_id)
     if email is None or email.status is not EmailStatus.SCHEDULED or email.scheduled_at != due_at:
         return "stale"
     early = (due_at - utcnow()).total_seconds()
@@ -122,13 +124,15 @@ def sweep_scheduled(now: datetime | None = None) -> int:
     """Queue the emails whose time has passed by more than a grace period (lost jobs)."""
     cutoff = (now or utcnow()) - SWEEP_GRACE
     overdue = list(
-        current_engage.db.session.scalars(
+        current_engage.session.scalars(
             sa.select(Email).where(
                 Email.status == EmailStatus.SCHEDULED, Email.scheduled_at < cutoff
             )
         )
     )
     for email in overdue:
+        if email.scheduled_at is None:  # the query asks for a time; this keeps mypy sure
+            continue
         current_engage.queue.enqueue(
             send_scheduled, email.id, email.scheduled_at.isoformat(), job_timeout=600
         )

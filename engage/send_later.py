@@ -65,7 +65,7 @@ def parse_local(value: str, zone: str) -> datetime:
 
 def _open_hours(address: str, zone: str) -> list[int]:
     # The recipient's past human opens, on any email: when they usually read mail (S24).
-    times = current_engage.db.session.scalars(
+    times = current_engage.session.scalars(
         sa.select(TrackingEvent.occurred_at)
         .join(Party, Party.id == TrackingEvent.party_id)
         .where(

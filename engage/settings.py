@@ -16,7 +16,7 @@ ENGAGEMENT_ENABLED = "engagement_enabled"
 
 def engagement_enabled() -> bool:
     """Whether email engagement (follow, tracking, cards) is on for the organisation (S11)."""
-    row = current_engage.db.session.get(Setting, ENGAGEMENT_ENABLED)
+    row = current_engage.session.get(Setting, ENGAGEMENT_ENABLED)
     if row is None:
         return bool(current_app.config["ENGAGE_ENGAGEMENT_ENABLED"])
     return row.value == "1"
@@ -24,7 +24,7 @@ def engagement_enabled() -> bool:
 
 def set_engagement_enabled(enabled: bool, *, by: str) -> None:
     """Turn email engagement on or off for the whole organisation and commit."""
-    session = current_engage.db.session
+    session = current_engage.session
     row = session.get(Setting, ENGAGEMENT_ENABLED)
     if row is None:
         row = Setting(key=ENGAGEMENT_ENABLED, value="")

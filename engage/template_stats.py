@@ -148,7 +148,7 @@ def opportunity_won(record_type: str, record_id: str) -> int:
     record = current_engage.records.get(ref)
     if record is None or record.won is not True:
         return 0
-    session = current_engage.db.session
+    session = current_engage.session
     counted = mark_won(session, ref)
     session.commit()
     return counted
@@ -161,7 +161,7 @@ def check_won(now: datetime | None = None) -> int:
     ``ENGAGE_TEMPLATE_WON_DAYS`` after it was sent, a batch at a time.
     """
     now = now or utcnow()
-    session = current_engage.db.session
+    session = current_engage.session
     since = now - timedelta(days=float(current_app.config["ENGAGE_TEMPLATE_WON_DAYS"]))
     due = session.execute(
         sa.select(_USES.c.email_id, _USES.c.opportunity_type, _USES.c.opportunity_id)

@@ -109,7 +109,7 @@ _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 
 
 def _template_or_404(template_id: int) -> EmailTemplate:
-    template = current_engage.db.session.get(EmailTemplate, template_id)
+    template = current_engage.session.get(EmailTemplate, template_id)
     if template is None:
         abort(404)
     return template
@@ -125,7 +125,7 @@ def templates_list() -> Any:
     query = sa.select(EmailTemplate).order_by(EmailTemplate.language, EmailTemplate.name)
     if not show_retired:
         query = query.where(EmailTemplate.retired_at.is_(None))
-    every = list(current_engage.db.session.scalars(query))
+    every = list(current_engage.session.scalars(query))
     templates = matching([t for t in every if not language or t.language == language], search)
     return render_template(
         "engage/templates_page.html",
@@ -162,7 +162,7 @@ def _edit(template: EmailTemplate | None) -> Any:
     if template is not None and template.language not in _languages():
         form.language.choices.append((template.language, language_name(template.language)))
     action = request.form.get("action", "save")
-    session = current_engage.db.session
+    session = current_engage.session
     if request.method == "GET":
         if template is not None:
             form.name.data = template.name
@@ -385,7 +385,7 @@ def choices(language: str, query: str) -> Choices:
     statement = sa.select(EmailTemplate).where(EmailTemplate.retired_at.is_(None))
     if language:
         statement = statement.where(EmailTemplate.language == language)
-    every = list(current_engage.db.session.scalars(statement.order_by(EmailTemplate.name)))
+    every = list(current_engage.session.scalars(statement.order_by(EmailTemplate.name)))
     best_for: dict[int, list[str]] = {}
     for measure, template_id in best_templates(every).items():
         best_for.setdefault(template_id, []).append(measure)
@@ -547,5 +547,5 @@ def active_template(template_id: str | None) -> EmailTemplate | None:
     """The active template with this id (from a form), or ``None``."""
     if not template_id or not template_id.isdigit():
         return None
-    template = current_engage.db.session.get(EmailTemplate, int(template_id))
+    template = current_engage.session.get(EmailTemplate, int(template_id))
     return template if template is not None and template.retired_at is None else None

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, abort, current_app, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from .extension import current_engage
 from .models import Attachment, EventKind, Link, Party
@@ -308,7 +309,7 @@ def _store_batch(events: list[dict[str, Any]]) -> int:
     from .events import Hit, record_interactions
     from .models import TrackingEvent
 
-    session = current_engage.db.session
+    session = current_engage.session
     tokens = {e["token"] for e in events}
     parties = {p.token: p for p in session.scalars(sa.select(Party).where(Party.token.in_(tokens)))}
     keys = [f"hit:{e['id']}" for e in events]
@@ -317,7 +318,7 @@ def _store_batch(events: list[dict[str, Any]]) -> int:
             sa.select(TrackingEvent.dedupe_key).where(TrackingEvent.dedupe_key.in_(keys))
         )
     )
-    links = {
+    links: dict[tuple[int, int | None], Link] = {
         (link.email_id, link.position): link
         for link in session.scalars(
             sa.select(Link).where(Link.email_id.in_({p.email_id for p in parties.values()}))
@@ -371,11 +372,11 @@ def pixel(token: str) -> Response:
     return Response(PIXEL, mimetype="image/gif", headers=_NO_STORE)
 
 
-def click(token: str, position: int) -> Response:
+def click(token: str, position: int) -> BaseResponse:
     """A tracked link: redirect to the URL stored with the message, and note the click."""
     if not token_is_genuine(token):
         abort(404)
-    url = current_engage.db.session.scalar(
+    url = current_engage.session.scalar(
         sa.select(Link.url)
         .join(Party, Party.email_id == Link.email_id)
         .where(Party.token == token, Link.position == position)
@@ -398,7 +399,7 @@ def attachment(token: str, attachment_id: int) -> Response:
 
     if not token_is_genuine(token):
         abort(404)
-    found = current_engage.db.session.scalar(
+    found = current_engage.session.scalar(
         sa.select(Attachment)
         .join(Party, Party.email_id == Attachment.email_id)
         .where(

@@ -27,6 +27,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import BooleanField
 from wtforms.validators import ValidationError
 
@@ -183,7 +184,7 @@ def timeline(record_type: str, record_id: str) -> Any:
         except ValueError:
             abort(400, description=_("That page of the timeline does not exist."))
     page = timeline_page(
-        current_engage.db.session,
+        current_engage.session,
         user,
         record.ref,
         before=before,
@@ -317,7 +318,7 @@ def tracking_pixel(token: str) -> Response:
 
 
 @blueprint.route("/t/c/<token>/<int:position>", methods=["GET", "HEAD"])
-def tracking_click(token: str, position: int) -> Response:
+def tracking_click(token: str, position: int) -> BaseResponse:
     """A tracked link of a followed copy (no sign-in: recipients follow it)."""
     from .tracking import click
 
