@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 from flask_babel import Babel, get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
@@ -32,6 +32,10 @@ from .seed import seed
 
 #: Where the demo keeps its database, attachments and secret key unless told otherwise.
 DEFAULT_DATA_DIR = "./demo-data"
+
+#: The languages a browser can ask for (Accept-Language): engage's pages and partials come in
+#: both; the demo's own pages stay English. Without a match, Flask-Babel's default (English).
+LANGUAGES = ("en", "de")
 
 
 def _setting(config: Mapping[str, Any], key: str, env: str, default: Any = None) -> Any:
@@ -72,6 +76,14 @@ def _inbound_token(secret_key: str | bytes) -> str:
     """
     key = secret_key if isinstance(secret_key, bytes) else secret_key.encode()
     return hmac.new(key, b"engage demo inbound replies", hashlib.sha256).hexdigest()
+
+
+def _select_locale() -> str | None:
+    # The browser's preferred language among LANGUAGES (Accept-Language), else the default.
+    # Jobs of the RQ worker run without a request, and so in the default language.
+    if not has_request_context():
+        return None
+    return request.accept_languages.best_match(LANGUAGES)
 
 
 def _select_timezone() -> str | None:
@@ -133,7 +145,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ) or _inbound_token(app.config["SECRET_KEY"])
 
     db.init_app(app)
-    Babel(app, timezone_selector=_select_timezone)
+    Babel(app, locale_selector=_select_locale, timezone_selector=_select_timezone)
     app.jinja_env.globals["demo_locale"] = lambda: str(get_locale() or "en")
 
     login_manager = LoginManager(app)
