@@ -30,6 +30,7 @@ from .access import can_see, owned_by_visible, sales_user
 from .extension import current_engage
 from .htmx import is_htmx
 from .i18n import gettext as _
+from .i18n import ngettext
 from .models import (
     Activity,
     ActivityKind,
@@ -209,10 +210,11 @@ def cards_for_opens(session: Session, opens: list[tuple[Party, datetime]]) -> li
                 title=_("%(who)s opened ‘%(subject)s’", who=who, subject=subject),
                 body=_("First open by %(address)s.", address=party.address)
                 if party.opens <= 1
-                else _(
-                    "%(address)s has opened it %(count)s times.",
+                else ngettext(
+                    "%(address)s has opened it %(num)d time.",
+                    "%(address)s has opened it %(num)d times.",
+                    party.opens,
                     address=party.address,
-                    count=party.opens,
                 ),
                 email_id=email.id,
                 regarding=email.regarding,

@@ -31,6 +31,7 @@ from .emails import DraftInput
 from .extension import current_engage
 from .htmx import is_htmx
 from .i18n import gettext as _
+from .i18n import ngettext
 from .models import Activity, Email, EmailStatus, EmailTemplate, EventKind, TrackingEvent, utcnow
 from .records import Record, RecordRef
 from .scheduling import cancel_scheduled_job, reschedule, send_now
@@ -242,7 +243,7 @@ def _slot_id(ref: RecordRef | None) -> str:
 
 def _after_send(email: Email) -> Any:
     count = len(email.recipients)
-    message = _("Sending to %(count)s recipient(s)…", count=count)
+    message = ngettext("Sending to %(num)d recipient…", "Sending to %(num)d recipients…", count)
     if email.status is EmailStatus.SCHEDULED and email.scheduled_at:
         zone = sender_zone(sales_user(), request.form.get("browser_zone"))
         local = email.scheduled_at.astimezone(ZoneInfo(zone))

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from .compose import parse_addresses
 from .extension import current_engage
 from .i18n import gettext as _
+from .i18n import ngettext
 from .models import Base, Email, EmailStatus, Party, UTCDateTime, affected_rows, utcnow
 from .views import blueprint
 
@@ -389,8 +390,8 @@ def _cancel_job(row: Reminder) -> None:
 def _lateness(late: timedelta) -> str:
     minutes = round(late.total_seconds() / 60)
     if minutes >= 1:
-        return _("%(count)s minute(s)", count=minutes)
-    return _("%(count)s seconds", count=int(late.total_seconds()))
+        return ngettext("%(num)d minute", "%(num)d minutes", minutes)
+    return ngettext("%(num)d second", "%(num)d seconds", int(late.total_seconds()))
 
 
 def _display_name(party: Party) -> str:

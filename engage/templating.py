@@ -104,18 +104,24 @@ class TemplateField:
         return "{{ " + self.name + " }}"
 
 
+def _n(message: str) -> str:
+    """Mark ``message`` for translation without translating it here (no app is needed to import
+    this module); the field picker translates the label when it shows it."""
+    return message
+
+
 #: Every value :func:`values_for` can offer, in the order the field picker lists them.
 #: ``order_number`` is an example of a value the caller supplies through ``extra``.
 FIELDS: tuple[TemplateField, ...] = (
-    TemplateField("recipient.first_name", "Recipient's first name", "Ada"),
-    TemplateField("recipient.name", "Recipient's name", "Ada Lovelace"),
-    TemplateField("recipient.email", "Recipient's email address", "ada@example.com"),
-    TemplateField("recipient.city", "Recipient's city", "London"),
-    TemplateField("recipient.country", "Recipient's country", "GB"),
-    TemplateField("recipient.type_label", "Recipient's record type", "Contact"),
-    TemplateField("regarding.name", "Regarding record's name", "Analytical Engine upgrade"),
-    TemplateField("regarding.type_label", "Regarding record's type", "Opportunity"),
-    TemplateField("order_number", "Order number", "10042"),
+    TemplateField("recipient.first_name", _n("Recipient's first name"), "Ada"),
+    TemplateField("recipient.name", _n("Recipient's name"), "Ada Lovelace"),
+    TemplateField("recipient.email", _n("Recipient's email address"), "ada@example.com"),
+    TemplateField("recipient.city", _n("Recipient's city"), "London"),
+    TemplateField("recipient.country", _n("Recipient's country"), "GB"),
+    TemplateField("recipient.type_label", _n("Recipient's record type"), "Contact"),
+    TemplateField("regarding.name", _n("Regarding record's name"), "Analytical Engine upgrade"),
+    TemplateField("regarding.type_label", _n("Regarding record's type"), "Opportunity"),
+    TemplateField("order_number", _n("Order number"), "10042"),
 )
 
 

@@ -129,6 +129,10 @@ def engage_assets() -> Markup:
     """
     config = current_app.config
     scope = config["ENGAGE_SERVICE_WORKER_SCOPE"] or _engage_root()
+    # The notes engage.js shows when a request fails (translated here, outside the f-strings,
+    # so that the catalogue extraction sees them on every Python version).
+    error = _("Something went wrong. Nothing was lost; reload the page and try again.")
+    offline = _("The server cannot be reached. Check your connection and try again.")
     parts = [
         f'<meta name="engage-csrf-token" content="{escape(generate_csrf())}">',
         f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/vendor/trix.css")}">',
@@ -139,8 +143,7 @@ def engage_assets() -> Markup:
         f'<script src="{url_for("engage.static", filename="engage/vendor/trix.umd.min.js")}" defer></script>',
         f'<script src="{url_for("engage.static", filename="engage/engage.js")}" defer'
         f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"'
-        f' data-msg-error="{escape(_("Something went wrong. Nothing was lost; reload the page and try again."))}"'
-        f' data-msg-offline="{escape(_("The server cannot be reached. Check your connection and try again."))}"'
+        f' data-msg-error="{escape(error)}" data-msg-offline="{escape(offline)}"'
         "></script>",
     ]
     return Markup("\n".join(parts))

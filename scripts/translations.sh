@@ -23,7 +23,7 @@ POT=$DIR/engage.pot
 # babel.cfg names the keywords per file type; -k repeats them for Babel releases that do not
 # read keywords from the mapping file. The input is the package folder (babel.cfg's patterns
 # are relative to it).
-"$PYBABEL" extract -F babel.cfg -k lazy_gettext -k _e -k ngettext_e:1,2 \
+"$PYBABEL" extract -F babel.cfg -k lazy_gettext -k _n -k _e -k ngettext_e:1,2 \
   --add-comments=TRANSLATORS: --sort-by-file --project=engage --copyright-holder=engage \
   -o "$POT" engage
 

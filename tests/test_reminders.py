@@ -512,7 +512,7 @@ def test_after_a_redis_flush_the_sweep_fires_a_lost_reminder_once_and_says_it_is
         for job in jobs:
             job.perform()
     [card] = cards(rem_app)
-    assert "Fired 3 minute(s) late: the reminder job was lost." in card.body
+    assert "Fired 3 minutes late: the reminder job was lost." in card.body
     with rem_app.app_context():
         sweep()
         assert not [
