@@ -30,8 +30,8 @@ from .delivery import enqueue_delivery, prepare_resend
 from .emails import DraftInput
 from .extension import current_engage
 from .htmx import is_htmx
+from .i18n import format_when, ngettext
 from .i18n import gettext as _
-from .i18n import ngettext
 from .models import Activity, Email, EmailStatus, EmailTemplate, EventKind, TrackingEvent, utcnow
 from .records import Record, RecordRef
 from .scheduling import cancel_scheduled_job, reschedule, send_now
@@ -249,7 +249,7 @@ def _after_send(email: Email) -> Any:
         local = email.scheduled_at.astimezone(ZoneInfo(zone))
         message = _(
             "Scheduled: it goes out %(when)s (%(zone)s).",
-            when=local.strftime("%a %Y-%m-%d %H:%M"),
+            when=format_when(local),
             zone=zone,
         )
     if is_htmx():
@@ -505,7 +505,7 @@ def reschedule_email(email_id: int) -> Any:
     flash(
         _(
             "Rescheduled: it goes out %(when)s (%(zone)s).",
-            when=local.strftime("%a %Y-%m-%d %H:%M"),
+            when=format_when(local),
             zone=zone,
         ),
         "engage-success",

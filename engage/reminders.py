@@ -31,8 +31,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .compose import parse_addresses
 from .extension import current_engage
+from .i18n import format_when, ngettext
 from .i18n import gettext as _
-from .i18n import ngettext
 from .models import Base, Email, EmailStatus, Party, UTCDateTime, affected_rows, utcnow
 from .views import blueprint
 
@@ -181,8 +181,8 @@ def when_text(moment: datetime, zone: str, now: datetime) -> str:
     """A short time in ``zone``: ``Tue 09:00`` within the coming week, else with the date."""
     local = moment.astimezone(ZoneInfo(zone))
     if abs((moment - now).total_seconds()) < 6 * 86400:
-        return local.strftime("%a %H:%M")
-    return local.strftime("%a %d %b %Y %H:%M")
+        return format_when(local, "short")
+    return format_when(local, "long")
 
 
 def _if_phrase(condition: str, who: str | None) -> str:

@@ -35,8 +35,8 @@ from . import settings
 from .access import Denied, admin_user, sales_user, visible_email_or_404
 from .extension import current_engage
 from .htmx import add_vary, is_htmx
+from .i18n import format_when, lazy_gettext, ngettext
 from .i18n import gettext as _
-from .i18n import lazy_gettext, ngettext
 from .records import RecordRef
 from .timeline import Cursor, timeline_page
 
@@ -106,6 +106,7 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(_, "_e")
     state.app.add_template_global(ngettext, "ngettext_e")
     state.app.add_template_global(_locale, "engage_locale")
+    state.app.add_template_global(format_when, "engage_when")
     state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
     # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
     state.app.jinja_env.globals.setdefault("csrf_token", generate_csrf)

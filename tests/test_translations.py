@@ -235,6 +235,21 @@ def test_a_german_salesperson_sees_the_compose_panel_in_german(german_app):
     assert "Keine Vorlage entspricht „zzz“." in nothing
 
 
+def test_weekdays_and_months_follow_the_users_language(german_app):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from engage.i18n import format_when
+
+    tuesday = datetime(2026, 11, 24, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    with german_app.test_request_context():
+        assert format_when(tuesday) == "Di. 2026-11-24 09:00"
+        assert format_when(tuesday, "long") == "Di. 24 Nov. 2026 09:00"
+    german_app.extensions["babel"].locale_selector = lambda: "en"
+    with german_app.test_request_context():
+        assert format_when(tuesday, "short") == "Tue 09:00"  # in its own zone, not UTC
+
+
 def test_without_a_locale_selector_the_panel_stays_english(app):
     sam = sign_in(app.test_client(), 1)
     panel = text_of(sam.get(COMPOSE))
