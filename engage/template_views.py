@@ -226,7 +226,7 @@ def _edit(template: EmailTemplate | None) -> Any:
 
 
 def _default_user_language() -> str:
-    language = _locale().split("-")[0].lower()
+    language = _primary_language(_locale())
     languages = _languages()
     return language if language in languages or not languages else languages[0]
 
@@ -469,7 +469,7 @@ def window_context(language: str | None, query: str, default_language: str) -> d
 def template_choices() -> Any:
     """The Insert template window's list, for a language and a search (htmx)."""
     sales_user()
-    language = request.args.get("template_language", "")
+    language = request.args.get("template_language", "")[:10]
     query = request.args.get("template_q", "").strip()[:200]
     context = window_context(language, query, language)
     return render_template("engage/_template_choices.html", **context)
@@ -478,9 +478,12 @@ def template_choices() -> Any:
 def default_language(first: Record | None) -> str:
     """The window's first language: the first recipient's when the host knows it, else the
     user's (S30)."""
-    if first is not None and first.language:
-        return first.language.split("-")[0].lower()
-    return _locale().split("-")[0].lower()
+    return _primary_language((first.language if first else None) or _locale())
+
+
+def _primary_language(tag: str) -> str:
+    # "de-AT", "de_AT" and "DE" are all German, as templates are kept per language.
+    return tag.replace("_", "-").split("-")[0].lower()
 
 
 @dataclass

@@ -307,6 +307,16 @@ def test_the_window_shows_every_language_when_the_recipients_has_no_templates(tp
     assert "Danke" in panel and "Thank you" in panel
 
 
+@pytest.mark.parametrize("tag", ["de-AT", "de_CH", "DE"])
+def test_a_regional_language_tag_picks_the_language(tpl_app, tag):
+    two_templates(tpl_app)
+    with tpl_app.app_context():
+        db.session.get(Customer, 1).language = tag
+        db.session.commit()
+    sam = sign_in(tpl_app.test_client(), 1)
+    assert '<option value="de" selected>German</option>' in text_of(sam.get(COMPOSE))
+
+
 def test_the_window_defaults_to_the_users_language_when_the_recipient_has_none(tpl_app):
     two_templates(tpl_app)
     with tpl_app.app_context():
