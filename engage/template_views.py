@@ -196,7 +196,7 @@ def _edit(template: EmailTemplate | None) -> Any:
     valid = form.validate()
     problems = _syntax_problems(form)
     if action == "preview":
-        return _editor(form, template, preview=_preview(form, problems))
+        return _editor(form, template, problems=problems, preview=_preview(form, problems))
     if not valid or problems:
         return _editor(form, template, problems=problems, status=422)
     body = form.body_html()

@@ -181,6 +181,10 @@ def test_the_preview_fills_in_a_chosen_record_and_names_the_missing_values(tpl_a
     assert "For Ada in London" in page and "Your order SO-10042" in page
     assert "Every value was filled in." in page
     assert templates(tpl_app) == []  # a preview saves nothing
+    data["body"] = "<div>{% if x %}never closed</div>"
+    page = text_of(mia.post(TEMPLATES + "/new", data=data))
+    assert "Fix the marked problems to see the preview." in page
+    assert re.search(r"Line 1: .*endif", page)  # and the problem is marked on the field
 
 
 def test_the_managers_list_filters_by_language_and_searches(tpl_app):
