@@ -155,9 +155,12 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
         # Human opens only (S14): they are what the sender's open cards are about (S12), and
         # what a template's open rate counts (S31).
         from .cards import cards_for_opens
+        from .reminders import resolve_met
 
         cards_for_opens(session, human_opens)
-        template_stats.count_opens(session, {party.email_id for party, _when in human_opens})
+        opened = {party.email_id for party, _when in human_opens}
+        template_stats.count_opens(session, opened)
+        resolve_met(session, opened)  # a "not opened by" reminder is settled now (S28)
     return len(rows)
 
 
@@ -207,6 +210,9 @@ def record_reply(
     if auto_reply_reason is None:
         party.replied_at = party.replied_at or occurred_at
         template_stats.count_reply(session, party.email_id)
+        from .reminders import resolve_met
+
+        resolve_met(session, {party.email_id})  # a "no reply by" reminder is settled now
         email = party.email
         records = {p.record for p in [party] if p.record}
         if email.regarding:

@@ -387,6 +387,59 @@ def _cancel_job(row: Reminder) -> None:
         Job.fetch(_job_id(row), connection=current_engage.redis).cancel()
 
 
+def _facts(email: Email) -> list[RecipientFacts]:
+    return [
+        RecipientFacts(
+            name=_display_name(p),
+            opens=p.opens,
+            first_open_at=p.first_open_at,
+            replied_at=p.replied_at,
+        )
+        for p in email.recipients
+    ]
+
+
+def resolve_met(session: Session, email_ids: Sequence[int] | set[int]) -> int:
+    """Resolve at once the pending reminders whose condition these emails just met (S28).
+
+    Called by the event worker after human opens and by the reply intake after a human reply,
+    so that the summary says *resolved itself* as soon as Ada replies, not only when the
+    reminder's time comes. The reminder's job, if it still runs, finds it done and does
+    nothing. Returns how many were resolved; the caller commits.
+    """
+    if not email_ids:
+        return 0
+    rows = session.scalars(
+        sa.select(Reminder).where(
+            Reminder.email_id.in_(sorted(email_ids)),
+            Reminder.state == PENDING,
+            Reminder.condition.in_(sorted(FOLLOWED_ONLY)),
+        )
+    ).all()
+    resolved = 0
+    for row in rows:
+        verdict = evaluate(row.condition, _facts(row.email), row.email.subject)
+        if verdict.holds:
+            continue
+        moved = affected_rows(
+            session.execute(
+                sa.update(Reminder)
+                .where(Reminder.id == row.id, Reminder.state == PENDING)
+                .values(
+                    state=RESOLVED,
+                    fired_at=utcnow(),
+                    resolved_reason=verdict.what,
+                    met_at=verdict.met_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if moved:
+            resolved += 1
+            _cancel_job(row)
+    return resolved
+
+
 def _lateness(late: timedelta) -> str:
     minutes = round(late.total_seconds() / 60)
     if minutes >= 1:
@@ -425,16 +478,7 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
         return "early"
     if early > 0:
         time.sleep(early)  # never judge before the time the rep chose
-    facts = [
-        RecipientFacts(
-            name=_display_name(p),
-            opens=p.opens,
-            first_open_at=p.first_open_at,
-            replied_at=p.replied_at,
-        )
-        for p in email.recipients
-    ]
-    verdict = evaluate(row.condition, facts, email.subject)
+    verdict = evaluate(row.condition, _facts(email), email.subject)
     now = utcnow()
     moved = affected_rows(
         session.execute(
