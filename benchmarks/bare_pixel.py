@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from engage.tracking import PIXEL
+from engage.web.tracking import PIXEL
 
 app = Flask(__name__)
 # Like any real app (and the engage host app it is compared with), it has a secret key, so

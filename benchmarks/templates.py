@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from benchmarks.common import database_url, drop_host_tables, redis_url, timed, workdir
-from engage.compose import html_to_text
+from engage.content import html_to_text
 from engage.models import Email, EmailTemplate, Party, TemplateUse, TrackingEvent
 
 TEMPLATES = 200

@@ -1,7 +1,7 @@
 """Attachments of a draft: add, remove, follow or not, and fetch them (SPEC S16–S18).
 
 The compose panel lists the draft's files. Its controls are submit buttons of the compose form
-that post the whole form to the routes below (``formaction``), so every step works as a plain
+that post the whole form to the routes of :mod:`engage.web.compose_attachments` (``formaction``), so every step works as a plain
 form without JavaScript, and with htmx the panel is swapped in place as for Save.
 
 The rules, in one place:
@@ -23,7 +23,7 @@ The rules, in one place:
   marked followed are shown as going out as normal attachments. :func:`engage.emails.submit`
   settles this for good: when the sent email is not followed, every file is unfollowed, so each
   copy carries it as a MIME part. In a followed email each recipient's copy lists the followed
-  files as tracked links (see :mod:`engage.delivery` and :func:`engage.tracking.attachment`).
+  files as tracked links (see :mod:`engage.delivery` and :mod:`engage.web.tracking`).
 
 Removing a file, or deleting its draft, deletes its bytes from the store.
 """
@@ -35,39 +35,23 @@ import mimetypes
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
-from flask import (
-    Response,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    request,
-    send_file,
-    url_for,
-)
+from flask import current_app
 from sqlalchemy.orm import Session
-from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import emails
-from .access import Denied, sales_user, visible_email_or_404
-from .compose_views import TIMELINE_CHANGED, _draft_from_form, _render_compose
-from .emails import DraftInput
-from .extension import current_engage
+from .context import current_engage
 from .follow import FollowState, FollowStatus
-from .htmx import is_htmx
 from .i18n import gettext as _
 from .models import Attachment, Email, EmailStatus
-from .views import blueprint
 
 #: The name of the compose form's file input, and the key of its errors.
 FILE_FIELD = "attachment"
 #: The key of errors about the listed files (a refused Follow).
 LIST_FIELD = "attachments"
 
-_CHUNK = 1 << 16
+CHUNK = 1 << 16
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 #: Longest file name kept, in UTF-8 bytes (the column holds 255 characters).
 _NAME_BYTES = 200
@@ -123,19 +107,6 @@ def content_type_for(filename: str, sent: str | None) -> str:
     return guessed or "application/octet-stream"
 
 
-def format_size(size: int) -> str:
-    """A file size as people read it: ``512 bytes``, ``14 KB``, ``2.5 MB`` (1 KB = 1024 bytes)."""
-    if size < 1024:
-        return _("%(num)s bytes", num=size)
-    value, unit = size / 1024, "KB"
-    for larger in ("MB", "GB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, larger
-    shown = f"{value:.1f}".removesuffix(".0") if value < 10 else f"{value:.0f}"
-    return f"{shown} {unit}"
-
-
 def limit_mb() -> float:
     """``ENGAGE_MAX_ATTACHMENT_MB``: the largest file accepted, in megabytes."""
     return float(current_app.config["ENGAGE_MAX_ATTACHMENT_MB"])
@@ -146,7 +117,8 @@ def limit_bytes() -> int:
     return int(limit_mb() * 1024 * 1024)
 
 
-def _limit_text() -> str:
+def limit_text() -> str:
+    """The limit as the user reads it, in megabytes (``10``, ``2.5``)."""
     return f"{limit_mb():g}"
 
 
@@ -166,7 +138,7 @@ class _MeasuredReader:
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
         if self.too_large:
             return b""
         chunk = self._stream.read(size)
@@ -184,16 +156,17 @@ class _MeasuredReader:
         return self._hash.hexdigest()
 
 
-def store_upload(upload: FileStorage) -> StoredFile:
-    """Copy an uploaded file into the attachment store, measuring it on the way.
+def store_upload(name: str | None, stream: IO[bytes], mimetype: str | None) -> StoredFile:
+    """Copy an uploaded file (its name, bytes and the browser's content type) into the
+    attachment store, measuring it on the way.
 
     :raises AttachmentRefused: when no file was chosen, or it is empty, or larger than the limit;
         nothing stays in the store then.
     """
-    if not upload or not upload.filename:
+    if not name:
         raise AttachmentRefused(_("Choose a file to attach first."))
-    filename = clean_filename(upload.filename)
-    reader = _MeasuredReader(upload.stream, limit_bytes())
+    filename = clean_filename(name)
+    reader = _MeasuredReader(stream, limit_bytes())
     store = current_engage.store
     key = store.save(reader, filename=filename)  # type: ignore[arg-type]
     if reader.too_large:
@@ -203,7 +176,7 @@ def store_upload(upload: FileStorage) -> StoredFile:
                 "“%(name)s” is larger than the %(limit)s MB limit for attachments, so it was not "
                 "attached. Nothing else changed.",
                 name=filename,
-                limit=_limit_text(),
+                limit=limit_text(),
             )
         )
     if reader.size == 0:
@@ -211,7 +184,7 @@ def store_upload(upload: FileStorage) -> StoredFile:
         raise AttachmentRefused(_("“%(name)s” is empty, so it was not attached.", name=filename))
     return StoredFile(
         filename=filename,
-        content_type=content_type_for(filename, upload.mimetype),
+        content_type=content_type_for(filename, mimetype),
         size=reader.size,
         sha256=reader.sha256,
         key=key,
@@ -268,233 +241,3 @@ def follow_refusal(status: FollowStatus) -> str | None:
     if status.state is FollowState.BULK:
         return _("Bulk emails are never followed, so their attachments cannot be followed.")
     return emails.follow_disabled_reason() or _("Following is not available.")
-
-
-def file_response(attachment: Attachment) -> Response:
-    """The stored file as a download under its own name, never rendered by the browser.
-
-    :raises werkzeug.exceptions.NotFound: when the store no longer has the bytes.
-    """
-    try:
-        stream = current_engage.store.open(attachment.storage_key)
-    except KeyError:
-        abort(404)
-    response = send_file(
-        stream,
-        mimetype=attachment.content_type,
-        as_attachment=True,
-        download_name=attachment.filename,
-        conditional=False,
-        etag=False,
-        max_age=0,
-    )
-    response.content_length = attachment.size
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
-
-
-def chosen_file() -> FileStorage | None:
-    """The file chosen in the compose form's file input, or ``None`` when none was chosen."""
-    upload = request.files.get(FILE_FIELD)
-    return upload if upload is not None and upload.filename else None
-
-
-# -- request limits --------------------------------------------------------------------------------
-
-#: The endpoints that take the compose form, which may carry a file.
-FORM_ENDPOINTS = frozenset(
-    {
-        "engage.create_email",
-        "engage.edit_email",
-        "engage.attach_to_new_email",
-        "engage.attach_to_email",
-        "engage.remove_attachment",
-        "engage.follow_attachment",
-        "engage.unfollow_attachment",
-    }
-)
-
-
-@blueprint.before_app_request
-def _size_limits_for_the_compose_form() -> None:
-    # Runs before the blueprint's CSRF check reads the form. The compose form is
-    # multipart/form-data, so Werkzeug applies MAX_FORM_MEMORY_SIZE (500 000 bytes by default)
-    # to its text fields: the body may be larger (ENGAGE_MAX_BODY_KB) and must reach the
-    # compose checks to be refused with its own limit named. The whole request is capped at
-    # twice the file limit (plus the form's text), so a file somewhat over the limit still
-    # reaches store_upload and is refused inline, while a runaway upload is cut off while it
-    # streams. A host's own, smaller MAX_CONTENT_LENGTH wins.
-    if request.method != "POST" or request.endpoint not in FORM_ENDPOINTS:
-        return
-    config = current_app.config
-    body = int(config["ENGAGE_MAX_BODY_KB"]) * 1024
-    memory = config.get("MAX_FORM_MEMORY_SIZE")
-    if memory is not None:
-        request.max_form_memory_size = max(int(memory), 2 * body + _CHUNK)
-    cap = 2 * limit_bytes() + 2 * body + (1 << 20)
-    host_cap = config.get("MAX_CONTENT_LENGTH")
-    request.max_content_length = min(cap, int(host_cap)) if host_cap else cap
-    try:
-        request.form  # noqa: B018 - parse now, while the refusal can still name the limit
-    except RequestEntityTooLarge:
-        raise Denied(
-            413,
-            _(
-                "The upload is far larger than the %(limit)s MB limit for attachments and was "
-                "stopped. Go back, choose a smaller file and attach it again.",
-                limit=_limit_text(),
-            ),
-            _("Too large"),
-        ) from None
-
-
-# -- the views -------------------------------------------------------------------------------------
-
-
-@blueprint.app_template_global("engage_file_size")
-def _file_size_global(size: int) -> str:
-    return format_size(size)
-
-
-def _owned_draft(email_id: int) -> Email:
-    user = sales_user()
-    email = visible_email_or_404(email_id)
-    if email.owner_id != user.id:
-        abort(404)  # a manager may read the team's drafts, not change them
-    if email.status is not EmailStatus.DRAFT:
-        raise Denied(
-            409,
-            _("Send was pressed for this email, so its attachments can no longer change."),
-            _("Already sent"),
-        )
-    return email
-
-
-def _attachment_of(email: Email, attachment_id: int) -> Attachment:
-    for attachment in email.attachments:
-        if attachment.id == attachment_id:
-            return attachment
-    abort(404)
-
-
-def _panel_draft(email: Email) -> tuple[DraftInput, dict[str, str]]:
-    # The compose form posts its fields along with the button pressed; the panel comes back
-    # with them as typed. A bare post (no compose fields) shows the stored draft.
-    if "body_format" in request.form:
-        return _draft_from_form()
-    return DraftInput.from_email(email), {}
-
-
-def _panel(
-    draft: DraftInput,
-    email: Email | None,
-    errors: dict[str, str],
-    *,
-    notice: str | None = None,
-    refused: bool = False,
-) -> Any:
-    return _render_compose(
-        draft, email=email, errors=errors, notice=notice, status=422 if refused else 200
-    )
-
-
-@blueprint.post("/compose/attachments")
-def attach_to_new_email() -> Any:
-    """Attach a file to a new email: save it as a draft with what the form holds, then attach."""
-    user = sales_user()
-    draft, errors = _draft_from_form()
-    errors.update(emails.check(draft, sending=False))
-    upload = chosen_file()
-    if errors:
-        if upload is not None:
-            errors[FILE_FIELD] = _(
-                "The file was not attached: fix what is marked, then choose it again."
-            )
-        return _panel(draft, None, errors, refused=True)
-    try:
-        if upload is None:
-            raise AttachmentRefused(_("Choose a file to attach first."))
-        stored = store_upload(upload)
-    except AttachmentRefused as refusal:
-        return _panel(draft, None, {FILE_FIELD: str(refusal)}, refused=True)
-    session = current_engage.session
-    try:
-        email = emails.save_draft(session, user, draft, None)
-    except Exception:
-        current_engage.store.delete(stored.key)
-        raise
-    attachment = attach(session, email, stored)
-    notice = _("Attached “%(name)s”. The draft was saved.", name=attachment.filename)
-    if not is_htmx():
-        flash(notice, "engage-success")
-        return redirect(url_for("engage.edit_email", email_id=email.id))
-    response = _panel(DraftInput.from_email(email), email, {}, notice=notice)
-    response.headers["HX-Trigger"] = TIMELINE_CHANGED
-    return response
-
-
-@blueprint.post("/emails/<int:email_id>/attachments")
-def attach_to_email(email_id: int) -> Any:
-    """Attach a file to a saved draft; the rest of the form comes back as typed."""
-    email = _owned_draft(email_id)
-    draft, errors = _panel_draft(email)
-    try:
-        upload = chosen_file()
-        if upload is None:
-            raise AttachmentRefused(_("Choose a file to attach first."))
-        stored = store_upload(upload)
-    except AttachmentRefused as refusal:
-        return _panel(draft, email, {**errors, FILE_FIELD: str(refusal)}, refused=True)
-    attachment = attach(current_engage.session, email, stored)
-    return _panel(draft, email, errors, notice=_("Attached “%(name)s”.", name=attachment.filename))
-
-
-@blueprint.post("/emails/<int:email_id>/attachments/<int:attachment_id>/remove")
-def remove_attachment(email_id: int, attachment_id: int) -> Any:
-    """Remove a file from a draft and delete its bytes."""
-    email = _owned_draft(email_id)
-    attachment = _attachment_of(email, attachment_id)
-    draft, errors = _panel_draft(email)
-    name = attachment.filename
-    detach(current_engage.session, attachment)
-    return _panel(draft, email, errors, notice=_("Removed “%(name)s”.", name=name))
-
-
-@blueprint.post("/emails/<int:email_id>/attachments/<int:attachment_id>/follow")
-def follow_attachment(email_id: int, attachment_id: int) -> Any:
-    """Follow a file: recipients get a tracked link to it. Needs follow status On (S17)."""
-    email = _owned_draft(email_id)
-    attachment = _attachment_of(email, attachment_id)
-    draft, errors = _panel_draft(email)
-    status = emails.follow_status_of(emails.draft_recipients(draft), wants_follow=draft.follow)
-    refusal = follow_refusal(status)
-    if refusal:
-        return _panel(draft, email, {**errors, LIST_FIELD: refusal}, refused=True)
-    attachment.followed = True
-    current_engage.session.commit()
-    notice = _(
-        "“%(name)s” will be followed: each recipient gets a link to it that tells you when "
-        "they open it.",
-        name=attachment.filename,
-    )
-    return _panel(draft, email, errors, notice=notice)
-
-
-@blueprint.post("/emails/<int:email_id>/attachments/<int:attachment_id>/unfollow")
-def unfollow_attachment(email_id: int, attachment_id: int) -> Any:
-    """Stop following a file: it goes with the email as a normal attachment."""
-    email = _owned_draft(email_id)
-    attachment = _attachment_of(email, attachment_id)
-    draft, errors = _panel_draft(email)
-    attachment.followed = False
-    current_engage.session.commit()
-    notice = _("“%(name)s” will be sent as a normal attachment.", name=attachment.filename)
-    return _panel(draft, email, errors, notice=notice)
-
-
-@blueprint.get("/emails/<int:email_id>/attachments/<int:attachment_id>")
-def download_attachment(email_id: int, attachment_id: int) -> Response:
-    """A file of an email, for the rep who may see that email (no tracking)."""
-    email = visible_email_or_404(email_id)
-    return file_response(_attachment_of(email, attachment_id))

@@ -18,95 +18,32 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import abort, current_app, redirect, render_template, request, url_for
-from markupsafe import Markup
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
+from flask import current_app
+from sqlalchemy.orm import Session, selectinload
 
-from .access import can_see, owned_by_visible, sales_user
-from .extension import current_engage
-from .htmx import is_htmx
+from .access import owned_by_visible
+from .context import current_engage
 from .i18n import gettext as _
 from .i18n import ngettext
+from .local_time import parse_local
 from .models import (
     Activity,
     ActivityKind,
-    Base,
-    Email,
+    Card,
     Party,
-    PartyRole,
-    UTCDateTime,
     affected_rows,
     utcnow,
 )
+from .organisation import engagement_enabled
 from .records import EngageUser, RecordRef
 
 #: What a card can be about.
 KINDS = frozenset({"opened", "reminder"})
 #: How urgent a card is; ``high`` cards come first in the panel.
 PRIORITIES = frozenset({"high", "normal"})
-
-
-class Card(Base):
-    """One action card in a rep's assistant panel."""
-
-    __tablename__ = "engage_card"
-    __table_args__ = (
-        # The panel: a user's (or team's) live cards, high priority first, newest first.
-        sa.Index(
-            "ix_engage_card_panel",
-            "owner_id",
-            "dismissed_at",
-            "snoozed_until",
-            "priority",
-            sa.desc("created_at"),
-        ),
-        sa.Index("ix_engage_card_team", "owner_team", "dismissed_at"),
-        sa.Index("ix_engage_card_email", "email_id", "kind", "created_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    owner_id: Mapped[str] = mapped_column(sa.String(100))
-    owner_team: Mapped[str | None] = mapped_column(sa.String(100))
-    kind: Mapped[str] = mapped_column(sa.String(20))
-    priority: Mapped[str] = mapped_column(sa.String(10), default="normal")
-    title: Mapped[str] = mapped_column(sa.String(300), default="")
-    body: Mapped[str] = mapped_column(sa.Text, default="")
-    email_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("engage_email.id", ondelete="CASCADE")
-    )
-    record_type: Mapped[str | None] = mapped_column(sa.String(50))
-    record_id: Mapped[str | None] = mapped_column(sa.String(100))
-    party_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("engage_party.id", ondelete="SET NULL")
-    )
-    #: The reminder that fired this card; a plain id, the reminders table is not ours.
-    reminder_id: Mapped[int | None] = mapped_column(index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    email: Mapped[Email | None] = relationship()
-    party: Mapped[Party | None] = relationship()
-
-    @property
-    def regarding(self) -> RecordRef | None:
-        """The record the card is about (the email's regarding record), if any."""
-        if self.record_type and self.record_id:
-            return RecordRef(self.record_type, self.record_id)
-        return None
-
-    @property
-    def owner_label(self) -> str:
-        """Who the card is for, as a sales manager reads it: the email's sender, else an id."""
-        if self.email is not None:
-            for party in self.email.parties_in(PartyRole.FROM):
-                return party.name or party.address
-        return _("user %(id)s", id=self.owner_id)
 
 
 def create_card(
@@ -176,8 +113,6 @@ def cards_for_opens(session: Session, opens: list[tuple[Party, datetime]]) -> li
     is made while the organisation has email engagement disabled (S11), nor for bulk or
     unfollowed emails.
     """
-    from .settings import engagement_enabled
-
     if not opens or not engagement_enabled():
         return []
     quiet = timedelta(minutes=float(current_app.config["ENGAGE_OPEN_CARD_QUIET_MINUTES"]))
@@ -319,8 +254,6 @@ def snooze_until(value: str, zone: str, *, now: datetime | None = None) -> datet
 
     :raises ValueError: with a sentence for the user, for a malformed or past time.
     """
-    from .send_later import parse_local
-
     now = now or utcnow()
     quick = {key: when for key, _label, when in snooze_choices(now.astimezone(ZoneInfo(zone)))}
     if value in quick:
@@ -332,6 +265,19 @@ def snooze_until(value: str, zone: str, *, now: datetime | None = None) -> datet
     if until <= now:
         raise ValueError(_("That time has passed: choose a time in the future."))
     return until
+
+
+def dismiss(session: Session, card: Card) -> None:
+    """Dismiss a card for good (it leaves the panel) and commit."""
+    card.dismissed_at = utcnow()
+    card.read_at = card.read_at or card.dismissed_at
+    session.commit()
+
+
+def snooze(session: Session, card: Card, until: datetime) -> None:
+    """Hide a card until ``until`` and commit."""
+    card.snoozed_until = until
+    session.commit()
 
 
 def add_phone_call(
@@ -364,224 +310,3 @@ def add_phone_call(
     session.add(activity)
     session.flush()
     return activity
-
-
-# -- Views -----------------------------------------------------------------------------------
-
-# Registered at the bottom of engage.views; imported late so that views can import this module.
-from .views import blueprint  # noqa: E402
-
-
-def engage_assistant() -> Markup:
-    """Markup that loads the signed-in user's assistant panel into a host page.
-
-    With JavaScript, htmx fetches the panel when the page loads and then keeps it current;
-    without it, a link leads to the assistant as a page of its own.
-    """
-    url = url_for("engage.assistant")
-    return Markup(render_template("engage/_assistant_slot.html", url=url))
-
-
-@blueprint.record_once
-def _register_assistant_global(state: Any) -> None:
-    state.app.add_template_global(engage_assistant, "engage_assistant")
-
-
-def _visible_card_or_404(card_id: int) -> tuple[EngageUser, Card]:
-    user = sales_user()
-    card = current_engage.session.get(Card, card_id)
-    if card is None or not can_see(user, card.owner_id, card.owner_team):
-        abort(404)
-    return user, card
-
-
-def _card_context(panel: Panel) -> dict[str, Any]:
-    """What the card templates need besides the cards: records and owners, looked up once."""
-    records: dict[RecordRef, Any] = {}
-    for card in panel.cards:
-        ref = card.regarding
-        if ref is not None and ref not in records:
-            records[ref] = current_engage.records.get(ref)
-    return {"records": records}
-
-
-def _render_panel(user: EngageUser, *, form: str | None = None, **form_context: Any) -> str:
-    panel = panel_for(current_engage.session, user)
-    return render_template(
-        "engage/_assistant.html",
-        panel=panel,
-        user=user,
-        poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-        form=form,
-        **_card_context(panel),
-        **form_context,
-    )
-
-
-def _panel_response(user: EngageUser, **kwargs: Any) -> Any:
-    """After an action: the whole panel for htmx, a redirect to the assistant page otherwise."""
-    if is_htmx():
-        return _render_panel(user, **kwargs)
-    return redirect(url_for("engage.assistant"))
-
-
-@blueprint.get("/assistant")
-def assistant() -> Any:
-    """The assistant panel (S33): the partial for htmx, a page of its own otherwise.
-
-    The panel polls ``?part=cards&v=<version>``; when nothing it shows has changed since that
-    version the answer is ``204 No Content``, which htmx leaves alone. Polling rather than
-    server-sent events: engage runs in the host's ordinary (sync or threaded) workers, where
-    each open SSE stream would hold a worker for as long as a page is open, and plain short
-    requests pass every proxy and load balancer unchanged.
-    """
-    user = sales_user()
-    session = current_engage.session
-    if is_htmx() and request.args.get("part") == "cards":
-        panel = panel_for(session, user)
-        if request.args.get("v") == panel.version:
-            response = current_app.response_class(status=204)
-        else:
-            response = current_app.response_class(
-                render_template(
-                    "engage/_assistant_cards.html",
-                    panel=panel,
-                    user=user,
-                    poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-                    **_card_context(panel),
-                )
-            )
-        response.headers["ETag"] = f'"{panel.version}"'
-        response.headers["Cache-Control"] = "no-store"
-        return response
-    if is_htmx():
-        return _render_panel(user)
-    panel = panel_for(session, user)
-    return render_template(
-        "engage/assistant_page.html",
-        panel=panel,
-        user=user,
-        poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-        form=None,
-        **_card_context(panel),
-    )
-
-
-@blueprint.post("/assistant/read")
-def assistant_mark_read() -> Any:
-    """Mark all of the user's cards read: the unread count goes back to zero."""
-    user = sales_user()
-    mark_all_read(current_engage.session, user)
-    current_engage.session.commit()
-    return _panel_response(user)
-
-
-@blueprint.post("/assistant/cards/<int:card_id>/dismiss")
-def card_dismiss(card_id: int) -> Any:
-    """Dismiss a card: it leaves the panel for good."""
-    user, card = _visible_card_or_404(card_id)
-    card.dismissed_at = utcnow()
-    card.read_at = card.read_at or card.dismissed_at
-    current_engage.session.commit()
-    return _panel_response(user)
-
-
-def _form_page(user: EngageUser, form: str, **context: Any) -> Any:
-    """A card's form: alone for htmx (into the panel's form area), in the page otherwise."""
-    if is_htmx():
-        return render_template(f"engage/{form}.html", user=user, **context)
-    panel = panel_for(current_engage.session, user)
-    return render_template(
-        "engage/assistant_page.html",
-        panel=panel,
-        user=user,
-        poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-        form=form,
-        **_card_context(panel),
-        **context,
-    )
-
-
-def _failed_form(user: EngageUser, form: str, **context: Any) -> Any:
-    # The form comes back with its error inside the panel, answered 200 so that htmx swaps it.
-    if is_htmx():
-        return _render_panel(user, form=form, **context)
-    return _form_page(user, form, **context), 422
-
-
-@blueprint.route("/assistant/cards/<int:card_id>/snooze", methods=["GET", "POST"])
-def card_snooze(card_id: int) -> Any:
-    """Snooze a card until a chosen time (a quick choice or a time in the user's zone)."""
-    from .send_later import sender_zone
-
-    user, card = _visible_card_or_404(card_id)
-    zone = sender_zone(user, request.values.get("browser_zone"))
-    local_now = utcnow().astimezone(ZoneInfo(zone))
-    context: dict[str, Any] = {
-        "card": card,
-        "zone": zone,
-        "choices": snooze_choices(local_now),
-        "until_value": request.form.get("until", ""),
-        "min_value": local_now.strftime("%Y-%m-%dT%H:%M"),
-        "error": "",
-    }
-    if request.method == "GET":
-        return _form_page(user, "_snooze_form", **context)
-    value = request.form.get("choice") or request.form.get("until", "")
-    try:
-        until = snooze_until(value, zone)
-    except ValueError as exc:
-        context["error"] = str(exc)
-        return _failed_form(user, "_snooze_form", **context)
-    card.snoozed_until = until
-    current_engage.session.commit()
-    return _panel_response(user)
-
-
-@blueprint.route("/assistant/cards/<int:card_id>/phone-call", methods=["GET", "POST"])
-def card_phone_call(card_id: int) -> Any:
-    """Create a phone call activity from a card, pre-filled from its record (S33)."""
-    from .compose_views import TIMELINE_CHANGED
-
-    user, card = _visible_card_or_404(card_id)
-    record = current_engage.records.get(card.regarding) if card.regarding else None
-    if request.method == "GET":
-        who = card.party.name if card.party and card.party.name else None
-        who = who or (record.name if record else "")
-        subject = card.email.subject if card.email else card.title
-        context = {
-            "card": card,
-            "record": record,
-            "subject": _("Call %(who)s about ‘%(subject)s’", who=who, subject=subject)
-            if who
-            else _("Call about ‘%(subject)s’", subject=subject),
-            "phone": record.phone if record and record.phone else "",
-            "notes": "",
-            "error": "",
-        }
-        return _form_page(user, "_phone_call_form", **context)
-    subject = request.form.get("subject", "")
-    phone = request.form.get("phone", "")
-    notes = request.form.get("notes", "")
-    try:
-        add_phone_call(
-            current_engage.session, user, card, subject=subject, phone=phone, notes=notes
-        )
-    except ValueError as exc:
-        context = {
-            "card": card,
-            "record": record,
-            "subject": subject,
-            "phone": phone,
-            "notes": notes,
-            "error": str(exc),
-        }
-        return _failed_form(user, "_phone_call_form", **context)
-    card.read_at = card.read_at or utcnow()
-    current_engage.session.commit()
-    response = _panel_response(user)
-    if is_htmx():
-        response = current_app.make_response(response)
-        # The record's timeline on the same page reloads its list and shows the call.
-        response.headers["HX-Trigger"] = TIMELINE_CHANGED
-    return response

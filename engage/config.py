@@ -7,6 +7,7 @@ what it wants to change. The README lists them in one table; keep the two in ste
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
@@ -95,3 +96,17 @@ DEFAULTS: dict[str, Any] = {
     # For how many days after a message the sweep asks whether its opportunity was won (S31).
     "ENGAGE_TEMPLATE_WON_DAYS": 180,
 }
+
+
+#: What ``rq cron`` reads from the environment, with its defaults: the scheduler does not load
+#: the host app, so these cannot come from the app's config.
+CRON_ENVIRONMENT = {
+    "ENGAGE_QUEUE": DEFAULTS["ENGAGE_QUEUE"],
+    "ENGAGE_SWEEP_SECONDS": "60",
+    "ENGAGE_IMAP_POLL_SECONDS": "60",
+}
+
+
+def cron_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The keys of :data:`CRON_ENVIRONMENT` as ``environ`` sets them, else their defaults."""
+    return {key: environ.get(key) or default for key, default in CRON_ENVIRONMENT.items()}

@@ -34,11 +34,13 @@ from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.utils import format_datetime
 from urllib.parse import unquote, urlsplit
 
+import sqlalchemy as sa
 from flask import current_app
 
-from . import template_stats
-from .compose import format_address, html_to_text
-from .extension import current_engage
+from . import queueing, template_performance
+from .content import format_address, html_to_text
+from .context import current_engage
+from .i18n import format_size
 from .i18n import gettext as _
 from .models import Attachment, DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
 from .timeline import sync_email_activities
@@ -168,8 +170,6 @@ def read_attachment(attachment: Attachment) -> bytes:
 
 
 def _links_html(links: list[tuple[Attachment, str]]) -> str:
-    from .attachments import format_size
-
     items = "".join(
         f'<li><a href="{html.escape(url)}">{html.escape(a.filename)}</a> '
         f"({html.escape(format_size(a.size))})</li>"
@@ -180,8 +180,6 @@ def _links_html(links: list[tuple[Attachment, str]]) -> str:
 
 
 def _links_text(links: list[tuple[Attachment, str]]) -> str:
-    from .attachments import format_size
-
     lines = [f"{_('Attachments')}:"]
     lines += [f"- {a.filename} ({format_size(a.size)}): {url}" for a, url in links]
     return "\n".join(lines)
@@ -391,9 +389,7 @@ def _settle(email: Email) -> str:
             delay = delays[attempts - 1]
             email.next_attempt_at = utcnow() + timedelta(seconds=delay)
             session.commit()
-            current_engage.queue.enqueue_in(
-                timedelta(seconds=delay), deliver, email.id, job_timeout=600
-            )
+            queueing.enqueue_in(timedelta(seconds=delay), queueing.DELIVER, email.id)
             return "retrying"
         for party in retrying:
             party.delivery_state = DeliveryState.FAILED
@@ -406,14 +402,63 @@ def _settle(email: Email) -> str:
     email.sent_at = email.sent_at or utcnow()
     sync_email_activities(session, email)
     if email.status is EmailStatus.SENT:
-        template_stats.count_sent(session, email)
+        template_performance.count_sent(session, email)
     session.commit()
     return email.delivery_summary
 
 
+#: How long a sending email may wait for its job before the sweep assumes Redis lost it.
+STALE_AFTER = timedelta(minutes=2)
+
+
+def sweep_sending(now: datetime) -> int:
+    """Queue again the emails still sending whose retry is overdue or that were queued long ago.
+
+    Redis may have lost their job; the delivery job is idempotent, so a job that was not lost
+    after all does no harm. Returns how many were queued.
+    """
+    stale = now - STALE_AFTER
+    overdue = current_engage.session.scalars(
+        sa.select(Email).where(
+            Email.status == EmailStatus.SENDING,
+            sa.or_(
+                Email.next_attempt_at < stale,
+                sa.and_(Email.next_attempt_at.is_(None), Email.updated_at < stale),
+            ),
+        )
+    ).all()
+    for email in overdue:
+        enqueue_delivery(email)
+    return len(overdue)
+
+
 def enqueue_delivery(email: Email) -> None:
     """Put the email's delivery on the queue (after the caller committed it as sending)."""
-    current_engage.queue.enqueue(deliver, email.id, job_timeout=600)
+    queueing.enqueue(queueing.DELIVER, email.id)
+
+
+def _scheduled_job_id(email: Email) -> str:
+    # One job id per email and due time: rescheduling makes a new job, and the old one can be
+    # found (and cancelled) by its id.
+    stamp = int(email.scheduled_at.timestamp()) if email.scheduled_at else 0
+    return f"engage-send-{email.id}-{stamp}"
+
+
+def schedule_delivery(email: Email) -> None:
+    """Put the email's delivery on RQ's scheduler for its ``scheduled_at`` (already committed)."""
+    assert email.scheduled_at is not None
+    queueing.enqueue_at(
+        email.scheduled_at,
+        queueing.SEND_SCHEDULED,
+        email.id,
+        email.scheduled_at.isoformat(),
+        job_id=_scheduled_job_id(email),
+    )
+
+
+def cancel_scheduled_job(email: Email) -> None:
+    """Best effort: take the email's current scheduled job off the queue (it would do nothing)."""
+    queueing.cancel(_scheduled_job_id(email))
 
 
 def prepare_resend(email: Email) -> bool:

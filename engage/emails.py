@@ -9,24 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from .compose import Address, clean_html, html_to_text, parse_addresses, subject_error, text_to_html
-from .delivery import enqueue_delivery
-from .extension import current_engage
+from .content import Address, clean_html, html_to_text, parse_addresses, subject_error, text_to_html
+from .context import current_engage
+from .delivery import cancel_scheduled_job, enqueue_delivery, prepare_resend, schedule_delivery
 from .follow import FollowStatus, RecipientPreference, follow_status
 from .i18n import gettext as _
-from .models import Email, EmailStatus, Link, Party, PartyRole, new_message_id, utcnow
+from .models import (
+    Email,
+    EmailStatus,
+    Link,
+    Party,
+    PartyRole,
+    Reminder,
+    new_message_id,
+    utcnow,
+)
+from .organisation import engagement_enabled
 from .records import EngageUser, RecordRef
-from .settings import engagement_enabled
 from .timeline import sync_email_activities
 from .tracking import new_token, web_links
-
-if TYPE_CHECKING:
-    from .reminders import ReminderInput
 
 ADDRESS_FIELDS = (("to", PartyRole.TO), ("cc", PartyRole.CC), ("bcc", PartyRole.BCC))
 
@@ -79,6 +85,23 @@ def draft_recipients(draft: DraftInput) -> list[tuple[str, RecordRef | None]]:
     return resolved
 
 
+@dataclass(frozen=True, slots=True)
+class ReminderInput:
+    """A follow-up reminder as the compose panel carries it, before it is stored (S25)."""
+
+    title: str
+    condition: str
+    remind_at: datetime
+
+
+def reminder_input_of(email: Email) -> ReminderInput | None:
+    """The reminder kept with a stored email, as the compose form carries it."""
+    row = current_engage.session.scalar(sa.select(Reminder).where(Reminder.email_id == email.id))
+    if row is None:
+        return None
+    return ReminderInput(row.title, row.condition, row.remind_at)
+
+
 @dataclass
 class DraftInput:
     """What the compose form carried, before any checking.
@@ -105,7 +128,6 @@ class DraftInput:
     @classmethod
     def from_email(cls, email: Email) -> DraftInput:
         """The form's values for a stored draft, to reopen it."""
-        from .reminders import input_of as reminder_input_of  # it builds on the views
 
         def joined(role: PartyRole) -> str:
             return ", ".join(_written(p) for p in email.parties_in(role))
@@ -220,7 +242,7 @@ def submit(
     """Send a saved draft: freeze it, give it its Message-ID and queue its delivery.
 
     With ``send_at`` in the future the email is *scheduled* instead (S22, S23): frozen now,
-    delivered at that time by :func:`engage.scheduling.send_scheduled`.
+    delivered at that time by :func:`engage.send_later.send_scheduled`.
     """
     if email.status is not EmailStatus.DRAFT:
         raise ValueError("only a draft can be sent")
@@ -249,8 +271,6 @@ def submit(
         ]
     email.updated_at = now
     if send_at is not None:
-        from .scheduling import schedule_delivery
-
         email.status = EmailStatus.SCHEDULED
         email.scheduled_at = send_at
         sync_email_activities(session, email)
@@ -263,3 +283,25 @@ def submit(
     sync_email_activities(session, email)
     session.commit()
     enqueue_delivery(email)
+
+
+def delete(session: Session, email: Email) -> None:
+    """Delete a draft, or a scheduled email before its time (S23), with its files; commits."""
+    if email.status not in (EmailStatus.DRAFT, EmailStatus.SCHEDULED):
+        raise ValueError("only a draft or a scheduled email can be deleted")
+    keys = [attachment.storage_key for attachment in email.attachments]
+    if email.status is EmailStatus.SCHEDULED:
+        cancel_scheduled_job(email)  # its job would find nothing to send anyway
+    session.delete(email)
+    session.commit()
+    for key in keys:
+        current_engage.store.delete(key)
+
+
+def resend_failed(session: Session, email: Email) -> bool:
+    """Send the failed copies of an email again; ``False`` when no copy failed."""
+    if not prepare_resend(email):
+        return False
+    session.commit()
+    enqueue_delivery(email)
+    return True

@@ -11,25 +11,33 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
-from . import template_stats
+from . import template_performance, tracking
+from .cards import cards_for_opens
+from .context import current_engage
 from .machine import EventFacts, History, classify
 from .models import (
     Activity,
     ActivityKind,
+    Attachment,
+    Email,
     EventKind,
     Link,
     Party,
     PartyRole,
     TrackingEvent,
+    affected_rows,
+    utcnow,
 )
+from .reminders import resolve_met
 
 
 def ip_hash(ip: str | None) -> str | None:
@@ -154,12 +162,9 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
     if human_opens:
         # Human opens only (S14): they are what the sender's open cards are about (S12), and
         # what a template's open rate counts (S31).
-        from .cards import cards_for_opens
-        from .reminders import resolve_met
-
         cards_for_opens(session, human_opens)
         opened = {party.email_id for party, _when in human_opens}
-        template_stats.count_opens(session, opened)
+        template_performance.count_opens(session, opened)
         resolve_met(session, opened)  # a "not opened by" reminder is settled now (S28)
     return len(rows)
 
@@ -209,9 +214,7 @@ def record_reply(
     session.flush()
     if auto_reply_reason is None:
         party.replied_at = party.replied_at or occurred_at
-        template_stats.count_reply(session, party.email_id)
-        from .reminders import resolve_met
-
+        template_performance.count_reply(session, party.email_id)
         resolve_met(session, {party.email_id})  # a "no reply by" reminder is settled now
         email = party.email
         records = {p.record for p in [party] if p.record}
@@ -243,3 +246,141 @@ def recipient_by_address(session: Session, email_id: int, address: str) -> Party
             sa.func.lower(Party.address) == address.lower(),
         )
     )
+
+
+def purge_tracking_details(now: datetime | None = None) -> int:
+    """Delete tracking events older than ``ENGAGE_TRACKING_RETENTION_DAYS`` (SPEC S15).
+
+    The recipients' running totals stay; only the details (times, user agents, hashed
+    addresses) go. A reply's timeline entry stays too, without its link to the event.
+    """
+    days = int(current_app.config["ENGAGE_TRACKING_RETENTION_DAYS"])
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    session = current_engage.session
+    session.execute(
+        sa.update(Activity)
+        .where(
+            Activity.event_id.in_(
+                sa.select(TrackingEvent.id).where(TrackingEvent.occurred_at < cutoff)
+            )
+        )
+        .values(event_id=None)
+    )
+    result = session.execute(sa.delete(TrackingEvent).where(TrackingEvent.occurred_at < cutoff))
+    session.commit()
+    return affected_rows(result)
+
+
+def interactions(session: Session, email: Email) -> dict[str, Any]:
+    """What *View message interactions* shows (SPEC S34): every event of the email, newest
+    first, and per recipient the people's clicks by link and opens by attachment."""
+    events = list(
+        session.scalars(
+            sa.select(TrackingEvent)
+            .where(TrackingEvent.email_id == email.id)
+            .order_by(TrackingEvent.occurred_at.desc(), TrackingEvent.id.desc())
+            .options(selectinload(TrackingEvent.link), selectinload(TrackingEvent.party))
+        )
+    )
+    attachment_names = {a.id: a.filename for a in email.attachments}
+    clicks_by_link: dict[int, dict[str, int]] = {}
+    opens_by_file: dict[int, dict[str, int]] = {}
+    for event in events:
+        if event.kind is EventKind.CLICK and not event.machine and event.link is not None:
+            per_party = clicks_by_link.setdefault(event.party_id, {})
+            per_party[event.link.url] = per_party.get(event.link.url, 0) + 1
+        if event.kind is EventKind.ATTACHMENT_OPEN and not event.machine:
+            name = attachment_names.get(event.attachment_id or 0)
+            if name is not None:
+                per_file = opens_by_file.setdefault(event.party_id, {})
+                per_file[name] = per_file.get(name, 0) + 1
+    return {
+        "email": email,
+        "events": events,
+        "clicks_by_link": clicks_by_link,
+        "attachment_names": attachment_names,
+        "opens_by_file": opens_by_file,
+    }
+
+
+# -- the drain job's work: events from Redis into the database ----------------------------
+
+
+def persist_events() -> int:
+    """The drain job: store every queued event, in batches. Returns how many were stored.
+
+    One drain runs at a time (a Redis lock). The pending flag is cleared before draining, so
+    an event pushed while this job runs queues another job rather than waiting for the sweep.
+    Events are removed from the list only after their batch is committed; an event replayed
+    after a crash is stored once, thanks to its id.
+    """
+    redis = current_engage.redis
+    lock = redis.lock(tracking.LOCK_KEY, timeout=600)
+    if not lock.acquire(blocking=False):
+        return 0
+    stored = 0
+    try:
+        redis.delete(tracking.PENDING_KEY)
+        while True:
+            raw = redis.lrange(tracking.QUEUE_KEY, 0, tracking.BATCH - 1)
+            if not raw:
+                break
+            stored += _store_batch([json.loads(item) for item in raw])
+            redis.ltrim(tracking.QUEUE_KEY, len(raw), -1)
+    finally:
+        lock.release()
+    return stored
+
+
+def _store_batch(events: list[dict[str, Any]]) -> int:
+    session = current_engage.session
+    tokens = {e["token"] for e in events}
+    parties = {p.token: p for p in session.scalars(sa.select(Party).where(Party.token.in_(tokens)))}
+    keys = [f"hit:{e['id']}" for e in events]
+    seen = set(
+        session.scalars(
+            sa.select(TrackingEvent.dedupe_key).where(TrackingEvent.dedupe_key.in_(keys))
+        )
+    )
+    links: dict[tuple[int, int | None], Link] = {
+        (link.email_id, link.position): link
+        for link in session.scalars(
+            sa.select(Link).where(Link.email_id.in_({p.email_id for p in parties.values()}))
+        )
+    }
+    # An attachment open names its file; it counts only for a file of that recipient's email.
+    wanted = {
+        e["attachment_id"]
+        for e in events
+        if e["kind"] == EventKind.ATTACHMENT_OPEN.value and isinstance(e.get("attachment_id"), int)
+    }
+    files: dict[int, int] = {}
+    if wanted:
+        query = sa.select(Attachment.id, Attachment.email_id).where(Attachment.id.in_(wanted))
+        files = {file_id: email_id for file_id, email_id in session.execute(query)}
+    hits = []
+    for event, key in zip(events, keys, strict=True):
+        party = parties.get(event["token"])
+        if party is None or key in seen:
+            continue  # a token of a deleted email, or an event already stored before a crash
+        if event["kind"] == EventKind.ATTACHMENT_OPEN.value and (
+            files.get(event.get("attachment_id", 0)) != party.email_id
+        ):
+            continue  # not a file of this recipient's email (or gone): nothing to record
+        seen.add(key)
+        hits.append(
+            Hit(
+                party=party,
+                kind=EventKind(event["kind"]),
+                occurred_at=datetime.fromtimestamp(event["at"], UTC),
+                method=event.get("method", "GET"),
+                user_agent=event.get("ua", ""),
+                ip=event.get("ip"),
+                link=links.get((party.email_id, event.get("position"))),
+                attachment_id=event.get("attachment_id"),
+                dedupe_key=key,
+            )
+        )
+    stored = record_interactions(session, hits)
+    session.commit()
+    return stored

@@ -67,8 +67,9 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from . import queueing
 from .config import DEFAULTS
-from .extension import current_engage
+from .context import current_engage
 from .models import RecordTimezone, utcnow
 from .records import PostalAddress, RecordRef
 
@@ -811,7 +812,7 @@ def _enqueue_lookup(ref: RecordRef, fingerprint: str) -> bool:
         _dedupe_key(ref, fingerprint), 1, nx=True, ex=LOOKUP_DEDUPE_SECONDS
     ):
         return False
-    current_engage.queue.enqueue(lookup_timezone, ref.type, ref.id, job_timeout=120, result_ttl=300)
+    queueing.enqueue(queueing.LOOKUP_TIMEZONE, ref.type, ref.id)
     return True
 
 

@@ -38,6 +38,26 @@ def format_when(moment: datetime, style: str = "weekday") -> str:
     )
 
 
+def locale_tag() -> str:
+    """The user's language as a BCP 47 tag (``de-AT``), for ``lang`` attributes and choices."""
+    from flask_babel import get_locale
+
+    return str(get_locale() or "en").replace("_", "-")
+
+
+def format_size(size: int) -> str:
+    """A file size as people read it: ``512 bytes``, ``14 KB``, ``2.5 MB`` (1 KB = 1024 bytes)."""
+    if size < 1024:
+        return _("%(num)s bytes", num=size)
+    value, unit = size / 1024, "KB"
+    for larger in ("MB", "GB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    shown = f"{value:.1f}".removesuffix(".0") if value < 10 else f"{value:.0f}"
+    return f"{shown} {unit}"
+
+
 gettext = domain.gettext
 ngettext = domain.ngettext
 lazy_gettext = domain.lazy_gettext

@@ -1,26 +1,52 @@
-"""engage's background jobs.
+"""Every background job of engage: the functions RQ workers run.
 
-Jobs are plain functions taking ids, never ORM objects or request state (DESIGN "Data and
-time"), and each is safe to run twice. They run inside the host app's context (see
-:mod:`engage.worker`).
+Each job takes ids and plain values, never ORM objects or request state (DESIGN "Data and
+time"), is safe to run twice, and is thin: it calls the domain, which checks the database
+before doing anything. The jobs run inside the host app's context (see :mod:`engage.worker`).
+They are queued through :mod:`engage.queueing`, which names them by path and holds each one's
+time limit; ``rq cron`` schedules :func:`sweep` and :func:`poll_imap` (see :mod:`engage.cron`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from . import delivery, events, geocoding, queueing, reminders, replies, send_later, tracking
+from . import template_performance as performance
+from .models import utcnow
 
-import sqlalchemy as sa
-from flask import current_app
 
-from . import tracking
-from .extension import current_engage
-from .models import Activity, Email, EmailStatus, TrackingEvent, affected_rows, utcnow
+def deliver(email_id: int) -> str:
+    """Send the copies of an email not yet accepted by the relay (see :mod:`engage.delivery`)."""
+    return delivery.deliver(email_id)
 
-#: How long a sending email may wait for its job before the sweep assumes Redis lost it.
-STALE_AFTER = timedelta(minutes=2)
 
-#: Redis key holding the time of the last periodic sweep, shown to admins.
-SWEEP_HEARTBEAT_KEY = "engage:sweep:last"
+def send_scheduled(email_id: int, due: str) -> str:
+    """Send a scheduled email if it is still due at ``due`` (see :mod:`engage.send_later`)."""
+    return send_later.send_scheduled(email_id, due)
+
+
+def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
+    """Fire or settle a follow-up reminder due at ``due`` (see :mod:`engage.reminders`)."""
+    return reminders.fire_reminder(reminder_id, due, requeued)
+
+
+def lookup_timezone(record_type: str, record_id: str) -> str:
+    """Geocode a record's address to its time zone (see :mod:`engage.geocoding`)."""
+    return geocoding.lookup_timezone(record_type, record_id)
+
+
+def persist_events() -> int:
+    """Store the tracking events waiting in Redis (see :func:`engage.events.persist_events`)."""
+    return events.persist_events()
+
+
+def opportunity_won(record_type: str, record_id: str) -> int:
+    """Count a won opportunity for the templates of its emails (S31)."""
+    return performance.opportunity_won(record_type, record_id)
+
+
+def poll_imap() -> int:
+    """Read the reply mailbox, if one is configured (see :func:`engage.replies.poll_imap`)."""
+    return replies.poll_imap()
 
 
 def sweep() -> str:
@@ -28,69 +54,18 @@ def sweep() -> str:
 
     The database is the source of truth and Redis only the conveyor belt (DESIGN "Data and
     time"), so the sweep puts back on the queue whatever is due but may have been lost with
-    Redis: emails still sending whose retry is overdue, or that were queued long ago. The
-    delivery job is idempotent, so a job that was not lost after all does no harm.
-
-    It also records that it ran, so the organisation settings page can tell an admin whether
-    the cron scheduler and a worker are alive. Returns the time it ran, in ISO 8601.
+    Redis: emails still sending whose retry is overdue or that were queued long ago, scheduled
+    emails and reminders past their time, tracking events waiting without a drain job. It also
+    deletes tracking details past their retention, counts won opportunities, and records that
+    it ran, so the organisation settings page can tell an admin whether the cron scheduler and
+    a worker are alive. Returns the time it ran, in ISO 8601.
     """
-    from .delivery import enqueue_delivery
-    from .reminders import sweep_reminders
-    from .scheduling import sweep_scheduled
-    from .template_stats import check_won
-
     now = utcnow()
-    stale = now - STALE_AFTER
-    session = current_engage.session
-    overdue = session.scalars(
-        sa.select(Email).where(
-            Email.status == EmailStatus.SENDING,
-            sa.or_(
-                Email.next_attempt_at < stale,
-                sa.and_(Email.next_attempt_at.is_(None), Email.updated_at < stale),
-            ),
-        )
-    )
-    for email in overdue:
-        enqueue_delivery(email)
-    sweep_scheduled(now)
-    sweep_reminders(now)
-    purge_tracking_details(now)
-    check_won(now)
-    # Events pushed while no drain job was queued (a flushed Redis, a lost job) are picked up.
-    if current_engage.redis.llen(tracking.QUEUE_KEY):
-        current_engage.queue.enqueue(tracking.persist_events, job_timeout=600, result_ttl=60)
-    when = now.isoformat()
-    current_engage.redis.set(SWEEP_HEARTBEAT_KEY, when)
-    return when
-
-
-def purge_tracking_details(now: datetime | None = None) -> int:
-    """Delete tracking events older than ``ENGAGE_TRACKING_RETENTION_DAYS`` (SPEC S15).
-
-    The recipients' running totals stay; only the details (times, user agents, hashed
-    addresses) go. A reply's timeline entry stays too, without its link to the event.
-    """
-    days = int(current_app.config["ENGAGE_TRACKING_RETENTION_DAYS"])
-    cutoff = (now or utcnow()) - timedelta(days=days)
-    session = current_engage.session
-    session.execute(
-        sa.update(Activity)
-        .where(
-            Activity.event_id.in_(
-                sa.select(TrackingEvent.id).where(TrackingEvent.occurred_at < cutoff)
-            )
-        )
-        .values(event_id=None)
-    )
-    result = session.execute(sa.delete(TrackingEvent).where(TrackingEvent.occurred_at < cutoff))
-    session.commit()
-    return affected_rows(result)
-
-
-def last_sweep() -> datetime | None:
-    """When the periodic sweep last ran, or ``None`` when it never did (or Redis forgot)."""
-    raw = current_engage.redis.get(SWEEP_HEARTBEAT_KEY)
-    if not raw:
-        return None
-    return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+    delivery.sweep_sending(now)
+    send_later.sweep_scheduled(now)
+    reminders.sweep_reminders(now)
+    events.purge_tracking_details(now)
+    performance.check_won(now)
+    tracking.requeue_waiting_events()
+    queueing.note_sweep(now)
+    return now.isoformat()

@@ -18,6 +18,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from .i18n import gettext as _
 from .records import RecordRef
 
 metadata = sa.MetaData(
@@ -445,7 +446,7 @@ class EmailTemplate(Base):
     is no longer offered in Insert template.
 
     The counters are kept by the workers as messages go out and events come in
-    (:mod:`engage.template_stats`), so showing them never counts events:
+    (:mod:`engage.template_performance`), so showing them never counts events:
 
     - ``sent``: messages sent that used the template (the sample for replies);
     - ``followed_sent`` and ``opened``: of those, the followed ones, and those a person opened;
@@ -506,3 +507,96 @@ class TemplateUse(Base):
     won: Mapped[bool] = mapped_column(default=False)
     #: When the sweep last asked the host whether the opportunity was won.
     won_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+#: A reminder's states (see :mod:`engage.reminders`): waiting for its time, fired as a card, or
+#: settled without firing because its condition was met.
+REMINDER_PENDING = "pending"
+REMINDER_FIRED = "fired"
+REMINDER_RESOLVED = "resolved"
+
+
+class Reminder(Base):
+    """The follow-up reminder of one email, and what became of it."""
+
+    __tablename__ = "engage_reminder"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), unique=True
+    )
+    owner_id: Mapped[str] = mapped_column(sa.String(100))
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    condition: Mapped[str] = mapped_column(sa.String(20))
+    remind_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(sa.String(20), default=REMINDER_PENDING, index=True)
+    #: Why a resolved reminder did not fire, without the time (``"Ada replied"``).
+    resolved_reason: Mapped[str | None] = mapped_column(sa.String(300))
+    #: When the condition was met (the first human reply or open), for a resolved reminder.
+    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the reminder fired or resolved itself.
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    email: Mapped[Email] = relationship()
+
+
+class Card(Base):
+    """One action card in a rep's assistant panel."""
+
+    __tablename__ = "engage_card"
+    __table_args__ = (
+        # The panel: a user's (or team's) live cards, high priority first, newest first.
+        sa.Index(
+            "ix_engage_card_panel",
+            "owner_id",
+            "dismissed_at",
+            "snoozed_until",
+            "priority",
+            sa.desc("created_at"),
+        ),
+        sa.Index("ix_engage_card_team", "owner_team", "dismissed_at"),
+        sa.Index("ix_engage_card_email", "email_id", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[str] = mapped_column(sa.String(100))
+    owner_team: Mapped[str | None] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    priority: Mapped[str] = mapped_column(sa.String(10), default="normal")
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    body: Mapped[str] = mapped_column(sa.Text, default="")
+    email_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="CASCADE")
+    )
+    record_type: Mapped[str | None] = mapped_column(sa.String(50))
+    record_id: Mapped[str | None] = mapped_column(sa.String(100))
+    party_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_party.id", ondelete="SET NULL")
+    )
+    #: The reminder that fired this card.
+    reminder_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_reminder.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    email: Mapped[Email | None] = relationship()
+    party: Mapped[Party | None] = relationship()
+
+    @property
+    def regarding(self) -> RecordRef | None:
+        """The record the card is about (the email's regarding record), if any."""
+        if self.record_type and self.record_id:
+            return RecordRef(self.record_type, self.record_id)
+        return None
+
+    @property
+    def owner_label(self) -> str:
+        """Who the card is for, as a sales manager reads it: the email's sender, else an id."""
+        if self.email is not None:
+            for party in self.email.parties_in(PartyRole.FROM):
+                return party.name or party.address
+        return _("user %(id)s", id=self.owner_id)

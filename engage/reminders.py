@@ -4,7 +4,7 @@ A reminder belongs to one email. Set in the compose panel it is kept with the dr
 becomes active when the email is sent (or scheduled); on a sent or scheduled email's page it
 can be set, changed or removed directly.
 
-Like scheduled delivery (:mod:`engage.scheduling`), RQ's scheduler is the clock and the
+Like scheduled delivery (:mod:`engage.send_later`), RQ's scheduler is the clock and the
 database the truth: the job carries the time it was scheduled for and does nothing unless the
 reminder is still pending for exactly that time, so a changed or removed reminder never fires
 at its old time. Firing or resolving is one conditional UPDATE, so two jobs for the same
@@ -16,28 +16,34 @@ Conditions are judged on **human** events only: the recipients' running totals
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
-from rq.job import Job
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Session
 
-from .compose import parse_addresses
-from .extension import current_engage
+from . import queueing
+from .cards import create_card
+from .content import parse_addresses
+from .context import current_engage
+from .emails import DraftInput, ReminderInput
 from .i18n import format_when, ngettext
 from .i18n import gettext as _
-from .models import Base, Email, EmailStatus, Party, UTCDateTime, affected_rows, utcnow
-from .views import blueprint
-
-if TYPE_CHECKING:
-    from .emails import DraftInput
+from .models import (
+    REMINDER_FIRED,
+    REMINDER_PENDING,
+    REMINDER_RESOLVED,
+    Email,
+    EmailStatus,
+    Party,
+    Reminder,
+    affected_rows,
+    utcnow,
+)
+from .records import EngageUser
 
 NO_REPLY = "no_reply"
 NOT_OPENED = "not_opened"
@@ -47,49 +53,15 @@ CONDITIONS = (NO_REPLY, NOT_OPENED, ANYWAY)
 #: Conditions that need a followed email: only then are opens (and replies) watched.
 FOLLOWED_ONLY = frozenset({NO_REPLY, NOT_OPENED})
 
-PENDING = "pending"
-FIRED = "fired"
-RESOLVED = "resolved"
+PENDING = REMINDER_PENDING
+FIRED = REMINDER_FIRED
+RESOLVED = REMINDER_RESOLVED
 
 #: How late a pending reminder may be before the sweep assumes its job is lost.
 SWEEP_GRACE = timedelta(seconds=60)
 
 
-class Reminder(Base):
-    """The follow-up reminder of one email, and what became of it."""
-
-    __tablename__ = "engage_reminder"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("engage_email.id", ondelete="CASCADE"), unique=True
-    )
-    owner_id: Mapped[str] = mapped_column(sa.String(100))
-    title: Mapped[str] = mapped_column(sa.String(300), default="")
-    condition: Mapped[str] = mapped_column(sa.String(20))
-    remind_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    state: Mapped[str] = mapped_column(sa.String(20), default=PENDING, index=True)
-    #: Why a resolved reminder did not fire, without the time (``"Ada replied"``).
-    resolved_reason: Mapped[str | None] = mapped_column(sa.String(300))
-    #: When the condition was met (the first human reply or open), for a resolved reminder.
-    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: When the reminder fired or resolved itself.
-    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    email: Mapped[Email] = relationship()
-
-
 # -- rules: plain functions over plain values ------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReminderInput:
-    """A reminder as the compose panel carries it, before it is stored."""
-
-    title: str
-    condition: str
-    remind_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,58 +217,6 @@ def condition_options(followed: bool) -> list[tuple[str, str]]:
 # -- the compose panel ----------------------------------------------------------------------
 
 
-def _carried(form: Mapping[str, str]) -> ReminderInput | None:
-    # The reminder set with OK travels in hidden fields until Save or Send stores it.
-    raw = form.get("reminder_at", "")
-    if not raw or form.get("reminder_condition") not in CONDITIONS:
-        return None
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        return None
-    return ReminderInput(form.get("reminder_title", ""), form["reminder_condition"], when)
-
-
-def reminder_from_form(
-    form: Mapping[str, str],
-    action: str | None,
-    errors: dict[str, str],
-    *,
-    followed: bool,
-    send_at: datetime | None,
-    zone: str,
-) -> ReminderInput | None:
-    """The reminder the compose form carries after ``action``; refusals go into ``errors``.
-
-    *OK* (``set_reminder``) reads the dialog and keeps the previous reminder when the new one
-    is refused (the typed values come back from the request); *Remove reminder* drops it.
-    """
-    from .send_later import parse_local
-
-    current = _carried(form)
-    if action == "remove_reminder":
-        return None
-    if action != "set_reminder":
-        return current
-    try:
-        when = parse_local(form.get("reminder_at_local", ""), zone)
-    except ValueError:
-        errors["reminder_at"] = _("Enter a date and a time, like 2026-11-27 08:00.")
-        when = None
-    candidate = ReminderInput(
-        form.get("reminder_title_input", "").strip(),
-        form.get("reminder_condition_input", ""),
-        when or utcnow(),
-    )
-    found = check(candidate, followed=followed, send_at=send_at, now=utcnow())
-    if when is None:
-        found.pop("reminder_at", None)
-    errors.update(found)
-    return current if found or when is None else candidate
-
-
 def check_draft(draft: DraftInput, *, followed: bool, sending: bool) -> dict[str, str]:
     """Check the draft's reminder again on Save and Send (Follow or the send time may have
     changed since OK); only Send insists on a future time."""
@@ -314,14 +234,6 @@ def check_draft(draft: DraftInput, *, followed: bool, sending: bool) -> dict[str
 def reminder_of(session: Session, email_id: int) -> Reminder | None:
     """The email's reminder, if it has one."""
     return session.scalar(sa.select(Reminder).where(Reminder.email_id == email_id))
-
-
-def input_of(email: Email) -> ReminderInput | None:
-    """The reminder kept with a stored draft, as the compose form carries it."""
-    row = reminder_of(current_engage.session, email.id)
-    if row is None:
-        return None
-    return ReminderInput(row.title, row.condition, row.remind_at)
 
 
 def keep_with_draft(session: Session, email: Email, reminder: ReminderInput | None) -> None:
@@ -370,21 +282,18 @@ def _job_id(row: Reminder) -> str:
 
 def schedule_reminder(row: Reminder) -> None:
     """Put the reminder's job on RQ's scheduler for its ``remind_at`` (already committed)."""
-    current_engage.queue.enqueue_at(
+    queueing.enqueue_at(
         row.remind_at,
-        fire_reminder,
+        queueing.FIRE_REMINDER,
         row.id,
         row.remind_at.isoformat(),
         job_id=_job_id(row),
-        job_timeout=300,
-        result_ttl=600,
     )
 
 
 def _cancel_job(row: Reminder) -> None:
     # Best effort: the old job would find the reminder changed and do nothing anyway.
-    with contextlib.suppress(Exception):
-        Job.fetch(_job_id(row), connection=current_engage.redis).cancel()
+    queueing.cancel(_job_id(row))
 
 
 def _facts(email: Email) -> list[RecipientFacts]:
@@ -462,8 +371,6 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
     email is still a draft) or ``early`` (the clock ran ahead; the job is put back).
     ``requeued`` marks a job the sweep queued again after the original was lost.
     """
-    from .cards import create_card
-
     session = current_engage.session
     due_at = datetime.fromisoformat(due)
     row = session.get(Reminder, reminder_id)
@@ -538,9 +445,7 @@ def sweep_reminders(now: datetime | None = None) -> int:
         )
     )
     for row in overdue:
-        current_engage.queue.enqueue(
-            fire_reminder, row.id, row.remind_at.isoformat(), True, job_timeout=300
-        )
+        queueing.enqueue(queueing.FIRE_REMINDER, row.id, row.remind_at.isoformat(), True)
     return len(overdue)
 
 
@@ -627,14 +532,12 @@ def _panel(
     )
 
 
-def email_panel(email: Email) -> ReminderPanel | None:
+def email_panel(
+    email: Email, user: EngageUser | None, *, zone: str, action_url: str
+) -> ReminderPanel | None:
     """The Set reminder section of a sent or scheduled email's page, for its owner only."""
-    user = current_engage.user
     if user is None or user.id != email.owner_id or email.status is EmailStatus.DRAFT:
         return None
-    from .send_later import sender_zone
-
-    zone = sender_zone(user, request.values.get("browser_zone"))
     row = reminder_of(current_engage.session, email.id)
     reminder = ReminderInput(row.title, row.condition, row.remind_at) if row else None
     names = [first_name(p.name, p.address) for p in email.recipients]
@@ -646,57 +549,25 @@ def email_panel(email: Email) -> ReminderPanel | None:
         followed=email.followed,
         subject=email.subject,
         row=row,
-        action_url=url_for("engage.email_reminder", email_id=email.id),
+        action_url=action_url,
     )
 
 
-blueprint.add_app_template_global(email_panel, "engage_reminder_panel")
+# -- a sent or scheduled email's reminder ------------------------------------------------------
 
 
-# -- the view on an email's page ------------------------------------------------------------
-
-
-@blueprint.post("/emails/<int:email_id>/reminder")
-def email_reminder(email_id: int) -> Any:
-    """Set, change or remove the reminder of a sent or scheduled email (S23, S25, S26)."""
-    from .access import sales_user, visible_email_or_404
-    from .send_later import sender_zone
-
-    user = sales_user()
-    email = visible_email_or_404(email_id)
-    if email.owner_id != user.id or email.status is EmailStatus.DRAFT:
-        abort(404)  # a draft's reminder is set in its compose panel
-    session = current_engage.session
+def remove_reminder(session: Session, email: Email) -> None:
+    """Remove the email's reminder, if it has one, and commit."""
     row = reminder_of(session, email.id)
-    action = request.form.get("action")
-    if action == "remove_reminder":
-        if row is not None:
-            _cancel_job(row)
-            session.delete(row)
-            session.commit()
-        flash(_("Reminder removed."), "engage-success")
-        return redirect(url_for("engage.email_detail", email_id=email.id), 303)
-    errors: dict[str, str] = {}
-    zone = sender_zone(user, request.form.get("browser_zone"))
-    reminder = reminder_from_form(
-        request.form,
-        "set_reminder",
-        errors,
-        followed=email.followed,
-        send_at=email.scheduled_at if email.status is EmailStatus.SCHEDULED else None,
-        zone=zone,
-    )
-    if errors or reminder is None:
-        regarding = current_engage.records.get(email.regarding) if email.regarding else None
-        return (
-            render_template(
-                "engage/email_page.html",
-                email=email,
-                regarding=regarding,
-                reminder_errors=errors,
-            ),
-            422,
-        )
+    if row is not None:
+        _cancel_job(row)
+        session.delete(row)
+        session.commit()
+
+
+def set_reminder(session: Session, email: Email, reminder: ReminderInput) -> Reminder:
+    """Set or change the reminder of a sent or scheduled email, commit, and schedule it."""
+    row = reminder_of(session, email.id)
     if row is None:
         row = Reminder(email_id=email.id, owner_id=email.owner_id)
         session.add(row)
@@ -705,5 +576,4 @@ def email_reminder(email_id: int) -> Any:
     _write(row, reminder)
     session.commit()
     schedule_reminder(row)
-    flash(_("Reminder set."), "engage-success")
-    return redirect(url_for("engage.email_detail", email_id=email.id), 303)
+    return row

@@ -20,7 +20,6 @@ message ingested twice is stored once, so every source may deliver more than onc
 from __future__ import annotations
 
 import hashlib
-import hmac
 import imaplib
 import logging
 import re
@@ -35,16 +34,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
-from flask import Response, current_app, jsonify, request
+from flask import current_app
 from redis.exceptions import LockError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import events
-from .compose import html_to_text
-from .extension import current_engage
+from .content import html_to_text
+from .context import current_engage
 from .models import Email, Party
-from .views import CSRF_EXEMPT, blueprint
 
 logger = logging.getLogger(__name__)
 
@@ -530,69 +528,3 @@ def _poll(settings: ImapSettings) -> int:
         except (imaplib.IMAP4.error, OSError):
             pass  # the connection is going away either way
     return ingested
-
-
-# -- the inbound endpoint -------------------------------------------------------------------
-
-
-def _json(status: int, body: dict[str, Any], **headers: str) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(headers)
-    return response
-
-
-def _bearer_token() -> str | None:
-    scheme, _sep, token = request.headers.get("Authorization", "").strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def _read_body(limit: int) -> bytes:
-    # Read at most one byte more than allowed: a body sent without a Content-Length (chunked)
-    # can still be too big, and must not be read whole to find out.
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = request.stream.read(min(64 * 1024, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-@blueprint.post("/inbound/replies")
-def inbound_replies() -> Response:
-    """Take a reply as a raw RFC 822 message in the request body.
-
-    For mail providers' inbound webhooks and mail servers that pipe mail to a URL. The caller
-    sends ``Authorization: Bearer <ENGAGE_INBOUND_TOKEN>``; any content type is accepted
-    (``message/rfc822`` is the natural one). Answers ``200`` with
-    ``{"status", "email_id", "party_id"}`` for every message it read, matched or not (a
-    sender should not retry those), ``401`` for a missing or wrong token, ``413`` above
-    :data:`INBOUND_MAX_BYTES`, ``400`` for an empty body, and ``404`` while no token is
-    configured (the endpoint is off).
-    """
-    expected = current_app.config.get("ENGAGE_INBOUND_TOKEN")
-    if not expected:
-        return _json(404, {"error": "not found"})
-    given = _bearer_token()
-    if given is None or not hmac.compare_digest(given.encode(), str(expected).encode()):
-        challenge = 'Bearer realm="engage"'
-        if given is not None:
-            challenge += ', error="invalid_token"'
-        return _json(
-            401, {"error": "a valid bearer token is required"}, **{"WWW-Authenticate": challenge}
-        )
-    too_large = _json(413, {"error": f"the message is larger than {INBOUND_MAX_BYTES} bytes"})
-    if (request.content_length or 0) > INBOUND_MAX_BYTES:
-        return too_large
-    raw = _read_body(INBOUND_MAX_BYTES)
-    if len(raw) > INBOUND_MAX_BYTES:
-        return too_large
-    if not raw.strip():
-        return _json(400, {"error": "the request body must be a raw RFC 822 message"})
-    return _json(200, ingest(raw, source="inbound").as_dict())
-
-
-CSRF_EXEMPT.add("engage.inbound_replies")

@@ -1,28 +1,41 @@
-"""The Send later dialog of the compose panel (SPEC S19–S22, S24).
+"""Send later (SPEC S19–S24): the dialog's recommendation, and scheduled delivery.
 
-It shows times in the sender's own zone (their profile's, else their browser's), pre-filled
-with the recommended time when there is one, and explains the recommendation. The recipient's
-zone comes from the geocoding job; while it is being looked up, the dialog says so and asks
-again every few seconds until it arrives.
+The dialog shows times in the sender's own zone (their profile's, else their browser's),
+pre-filled with the recommended time when there is one (:mod:`engage.best_time` makes it). The
+recipient's zone comes from the geocoding job; while it is being looked up, the dialog says so.
+
+Scheduled delivery: a frozen email waits for its time, then goes. RQ's scheduler is the clock
+(``enqueue_at``), the database the truth: the job carries the time it was scheduled for, and
+does nothing unless the email is still scheduled for exactly that time. A rescheduled email
+therefore never goes early through its old job, a deleted one never goes at all, and the
+transition to *sending* is one conditional UPDATE, so two jobs (a lost job requeued by the
+sweep, say) cannot both send it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app, render_template, request
+from flask import current_app
 
+from . import queueing
+from .best_time import Recommendation, local_hour_histogram, recommend, working_hours_from_config
+from .context import current_engage
+from .delivery import cancel_scheduled_job, deliver, enqueue_delivery, schedule_delivery
 from .emails import DraftInput, draft_recipients
-from .extension import current_engage
+from .geocoding import timezone_of
 from .i18n import gettext as _
-from .models import EventKind, Party, TrackingEvent, utcnow
+from .local_time import sender_zone
+from .models import Email, EmailStatus, EventKind, Party, TrackingEvent, affected_rows, utcnow
 from .records import EngageUser
-from .schedule import Recommendation, local_hour_histogram, recommend, working_hours_from_config
-from .views import blueprint
+from .timeline import sync_email_activities
+
+# -- the dialog --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,32 +48,6 @@ class SendLater:
     prefill: str  # the datetime-local value, in the sender's zone, or ""
     chosen_local: datetime | None  # the delay already set, in the sender's zone
     no_zone_reason: str = ""
-
-
-def _zone(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return name
-
-
-def sender_zone(user: EngageUser, browser_zone: str | None) -> str:
-    """The zone the sender's times are shown in: their profile's, else their browser's, else UTC."""
-    return _zone(user.timezone) or _zone(browser_zone) or "UTC"
-
-
-def parse_local(value: str, zone: str) -> datetime:
-    """A ``datetime-local`` value (``2026-11-27T08:00``) in ``zone``, as UTC.
-
-    :raises ValueError: for anything else.
-    """
-    naive = datetime.fromisoformat(value.strip())
-    if naive.tzinfo is not None:
-        raise ValueError("expected a local time")
-    return naive.replace(tzinfo=ZoneInfo(zone)).astimezone(ZoneInfo("UTC"))
 
 
 def _open_hours(address: str, zone: str) -> list[int]:
@@ -81,8 +68,6 @@ def _open_hours(address: str, zone: str) -> list[int]:
 
 def send_later_state(draft: DraftInput, user: EngageUser, browser_zone: str | None) -> SendLater:
     """Work out the dialog: the sender's zone, the recommendation, the pre-filled time."""
-    from .geocoding import timezone_of
-
     zone = sender_zone(user, browser_zone)
     local = ZoneInfo(zone)
     chosen = draft.send_at.astimezone(local) if draft.send_at else None
@@ -127,20 +112,96 @@ def send_later_state(draft: DraftInput, user: EngageUser, browser_zone: str | No
     return SendLater(zone, rec, looking_up, prefill, chosen, reason)
 
 
-@blueprint.post("/compose/send-later")
-def send_later_part() -> Any:
-    """The Send later dialog alone, for the poll that waits for the recipient's time zone."""
-    from .access import sales_user
-    from .compose_views import _draft_from_form, _slot_id
+# -- scheduled delivery ------------------------------------------------------------------------
 
-    user = sales_user()
-    draft, _errors = _draft_from_form()
-    state = send_later_state(draft, user, request.form.get("browser_zone"))
-    return render_template(
-        "engage/_send_later.html",
-        draft=draft,
-        later=state,
-        errors={},
-        slot=_slot_id(draft.regarding),
-        action=request.form.get("compose_action", ""),
+
+#: How late a scheduled email may be before the sweep assumes its job is lost.
+SWEEP_GRACE = timedelta(seconds=30)
+
+
+def reschedule(email: Email, when: datetime) -> None:
+    """Move a scheduled email to another future time; the caller has checked ``when``."""
+    if email.status is not EmailStatus.SCHEDULED:
+        raise ValueError("only a scheduled email can be rescheduled")
+    cancel_scheduled_job(email)
+    email.scheduled_at = when
+    email.updated_at = utcnow()
+    session = current_engage.session
+    sync_email_activities(session, email)
+    session.commit()
+    schedule_delivery(email)
+
+
+def send_now(email: Email) -> bool:
+    """Send a scheduled email at once (*Remove delay*); ``False`` if it is no longer scheduled."""
+    cancel_scheduled_job(email)
+    if not _start_sending(email.id, expected=None):
+        return False
+    enqueue_delivery(email)
+    return True
+
+
+def _start_sending(email_id: int, *, expected: datetime | None) -> bool:
+    """Move the email from scheduled to sending, once; ``expected`` guards against stale jobs."""
+    session = current_engage.session
+    now = utcnow()
+    condition = [Email.id == email_id, Email.status == EmailStatus.SCHEDULED]
+    if expected is not None:
+        condition.append(Email.scheduled_at == expected)
+    moved = affected_rows(
+        session.execute(
+            sa.update(Email)
+            .where(*condition)
+            .values(status=EmailStatus.SENDING, submitted_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
     )
+    if not moved:
+        session.rollback()
+        return False
+    email = session.get_one(Email, email_id)
+    session.refresh(email)
+    sync_email_activities(session, email)
+    session.commit()
+    return True
+
+
+def send_scheduled(email_id: int, due: str) -> str:
+    """The job that runs at an email's scheduled time: send it if it is still due then.
+
+    Returns ``sent``/``partly_failed``/… (what delivery did), ``stale`` (rescheduled, sent
+    or deleted meanwhile) or ``early`` (the clock ran ahead; the job is put back).
+    """
+    due_at = datetime.fromisoformat(due)
+    email = current_engage.session.get(Email, email_id)
+    if email is None or email.status is not EmailStatus.SCHEDULED or email.scheduled_at != due_at:
+        return "stale"
+    early = (due_at - utcnow()).total_seconds()
+    if early > 1:
+        schedule_delivery(email)
+        return "early"
+    if early > 0:
+        # RQ's scheduler keeps whole seconds and may hand the job over up to a second early;
+        # waiting out the rest keeps the promise that nothing goes before its time.
+        time.sleep(early)
+    if not _start_sending(email_id, expected=due_at):
+        return "stale"
+    # Deliver in this same job: the time is due, another trip through the queue only adds lag.
+    return deliver(email_id)
+
+
+def sweep_scheduled(now: datetime | None = None) -> int:
+    """Queue the emails whose time has passed by more than a grace period (lost jobs)."""
+    cutoff = (now or utcnow()) - SWEEP_GRACE
+    overdue = list(
+        current_engage.session.scalars(
+            sa.select(Email).where(
+                Email.status == EmailStatus.SCHEDULED, Email.scheduled_at < cutoff
+            )
+        )
+    )
+    for email in overdue:
+        if email.scheduled_at is None:  # the query asks for a time; this keeps mypy sure
+            continue
+        queueing.enqueue(queueing.SEND_SCHEDULED, email.id, email.scheduled_at.isoformat())
+    return len(overdue)

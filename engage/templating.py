@@ -186,7 +186,7 @@ def render_template_text(source: str, values: Mapping[str, object], *, html: boo
     """Fill in a template with ``values`` (as built by :func:`values_for`).
 
     The HTML of a body (``html=True``) must still be passed through
-    :func:`engage.compose.clean_html` by the caller, like any other body: values are escaped
+    :func:`engage.content.clean_html` by the caller, like any other body: values are escaped
     here, but the template's own markup is the writer's and is cleaned there.
 
     :param source: the template, in Jinja syntax.

@@ -1,4 +1,4 @@
-"""Following on the wire: tokens, tracked links, the pixel and click endpoints, the event queue.
+"""Following on the wire: tokens, tracked links, and the queue of tracking events.
 
 Each recipient of a followed email gets a token of their own (SPEC S13): random, and signed, so a
 forged or mistyped token is recognised at the door without a database lookup (S15). Their copy
@@ -6,8 +6,9 @@ carries an open pixel and every web link rewritten to the click endpoint, which 
 to the URL stored with the message (no open redirect). Followed attachments (S17) reach them as
 links to the attachment endpoint, which hands out only followed files of that recipient's email.
 
-The endpoints never write to the database (DESIGN "Tracking"): they push the event onto a
-Redis list and answer at once. :func:`persist_events`, an RQ job, drains the list in batches,
+The endpoints (:mod:`engage.web.tracking`) never write to the database (DESIGN "Tracking"):
+they note the event with :func:`note_event`, which pushes it onto a Redis list, and answer at
+once. :func:`persist_events`, an RQ job, drains the list in batches,
 labels each event human or machine and stores it.
 """
 
@@ -25,28 +26,19 @@ import re
 import secrets
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from flask import Flask, Response, abort, current_app, redirect, request
-from werkzeug.wrappers import Response as BaseResponse
+from flask import Flask, current_app
 
-from .extension import current_engage
-from .models import Attachment, EventKind, Link, Party
+from . import queueing
+from .context import current_engage
+from .models import EventKind
 
 #: The Redis list of events waiting to be stored, and the flag that a drain job is queued.
 QUEUE_KEY = "engage:events"
 PENDING_KEY = "engage:events:pending"
 LOCK_KEY = "engage:events:lock"
 BATCH = 2000
-
-#: A transparent 1x1 GIF.
-PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_NO_STORE = {
-    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
-    "Pragma": "no-cache",
-}
 
 _HREF = re.compile(r'(<a\b[^>]*?\bhref=")([^"]*)(")', re.IGNORECASE)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{16}$")
@@ -165,12 +157,16 @@ def tracked_html(body_html: str, token: str) -> str:
 # -- the event queue -------------------------------------------------------------------------------
 
 
-def _client_ip() -> str | None:
-    # Behind a proxy, the host app is expected to apply ProxyFix; engage trusts remote_addr.
-    return request.remote_addr
-
-
-def enqueue_event(kind: EventKind, token: str, **extra: Any) -> None:
+def note_event(
+    app: Flask,
+    kind: EventKind,
+    token: str,
+    *,
+    method: str,
+    user_agent: str,
+    ip: str | None,
+    **extra: Any,
+) -> None:
     """Note one event for the worker: pushed to Redis now, or by the buffer within moments.
 
     With ``ENGAGE_EVENT_BUFFER_MS`` above zero (the default), events wait in a small in-process
@@ -184,17 +180,16 @@ def enqueue_event(kind: EventKind, token: str, **extra: Any) -> None:
             "kind": kind.value,
             "token": token,
             "at": time.time(),
-            "method": request.method,
-            "ua": request.headers.get("User-Agent", "")[:400],
-            "ip": _client_ip(),
+            "method": method,
+            "ua": user_agent[:400],
+            "ip": ip,
             **extra,
         }
     )
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if float(app.config["ENGAGE_EVENT_BUFFER_MS"]) <= 0:
         push_events(app, [event])
     else:
-        _buffer_of(app).add(event)
+        buffer_of(app).add(event)
 
 
 def push_events(app: Flask, events: list[str]) -> None:
@@ -206,11 +201,11 @@ def push_events(app: Flask, events: list[str]) -> None:
         pipe.set(PENDING_KEY, "1", nx=True, ex=30)
         _length, newly_pending = pipe.execute()
         if newly_pending:
-            current_engage.queue.enqueue(persist_events, job_timeout=600, result_ttl=60)
+            queueing.enqueue(queueing.PERSIST_EVENTS)
 
 
-class _EventBuffer:
-    """Events of one app in one process, on their way to Redis (see :func:`enqueue_event`)."""
+class EventBuffer:
+    """Events of one app in one process, on their way to Redis (see :func:`note_event`)."""
 
     #: Past this many waiting events the thread is woken at once, and past the cap (Redis
     #: unreachable for long) the oldest are dropped rather than filling the memory.
@@ -256,11 +251,11 @@ class _EventBuffer:
                 self.items[:0] = batch
 
 
-_buffers: dict[tuple[int, int], _EventBuffer] = {}
+_buffers: dict[tuple[int, int], EventBuffer] = {}
 _buffers_lock = threading.Lock()
 
 
-def _buffer_of(app: Flask) -> _EventBuffer:
+def buffer_of(app: Flask) -> EventBuffer:
     # One buffer (and thread) per app per process: a forked server worker starts its own.
     key = (id(app), os.getpid())
     buffer = _buffers.get(key)
@@ -268,7 +263,7 @@ def _buffer_of(app: Flask) -> _EventBuffer:
         with _buffers_lock:
             buffer = _buffers.get(key)
             if buffer is None:
-                buffer = _buffers[key] = _EventBuffer(app)
+                buffer = _buffers[key] = EventBuffer(app)
     return buffer
 
 
@@ -279,138 +274,10 @@ def flush_buffered_events() -> None:
             buffer.flush()
 
 
-def persist_events() -> int:
-    """The drain job: store every queued event, in batches. Returns how many were stored.
-
-    One drain runs at a time (a Redis lock). The pending flag is cleared before draining, so
-    an event pushed while this job runs queues another job rather than waiting for the sweep.
-    Events are removed from the list only after their batch is committed; an event replayed
-    after a crash is stored once, thanks to its id.
-    """
-    redis = current_engage.redis
-    lock = redis.lock(LOCK_KEY, timeout=600)
-    if not lock.acquire(blocking=False):
-        return 0
-    stored = 0
-    try:
-        redis.delete(PENDING_KEY)
-        while True:
-            raw = redis.lrange(QUEUE_KEY, 0, BATCH - 1)
-            if not raw:
-                break
-            stored += _store_batch([json.loads(item) for item in raw])
-            redis.ltrim(QUEUE_KEY, len(raw), -1)
-    finally:
-        lock.release()
-    return stored
-
-
-def _store_batch(events: list[dict[str, Any]]) -> int:
-    from .events import Hit, record_interactions
-    from .models import TrackingEvent
-
-    session = current_engage.session
-    tokens = {e["token"] for e in events}
-    parties = {p.token: p for p in session.scalars(sa.select(Party).where(Party.token.in_(tokens)))}
-    keys = [f"hit:{e['id']}" for e in events]
-    seen = set(
-        session.scalars(
-            sa.select(TrackingEvent.dedupe_key).where(TrackingEvent.dedupe_key.in_(keys))
-        )
-    )
-    links: dict[tuple[int, int | None], Link] = {
-        (link.email_id, link.position): link
-        for link in session.scalars(
-            sa.select(Link).where(Link.email_id.in_({p.email_id for p in parties.values()}))
-        )
-    }
-    # An attachment open names its file; it counts only for a file of that recipient's email.
-    wanted = {
-        e["attachment_id"]
-        for e in events
-        if e["kind"] == EventKind.ATTACHMENT_OPEN.value and isinstance(e.get("attachment_id"), int)
-    }
-    files: dict[int, int] = {}
-    if wanted:
-        query = sa.select(Attachment.id, Attachment.email_id).where(Attachment.id.in_(wanted))
-        files = {file_id: email_id for file_id, email_id in session.execute(query)}
-    hits = []
-    for event, key in zip(events, keys, strict=True):
-        party = parties.get(event["token"])
-        if party is None or key in seen:
-            continue  # a token of a deleted email, or an event already stored before a crash
-        if event["kind"] == EventKind.ATTACHMENT_OPEN.value and (
-            files.get(event.get("attachment_id", 0)) != party.email_id
-        ):
-            continue  # not a file of this recipient's email (or gone): nothing to record
-        seen.add(key)
-        hits.append(
-            Hit(
-                party=party,
-                kind=EventKind(event["kind"]),
-                occurred_at=datetime.fromtimestamp(event["at"], UTC),
-                method=event.get("method", "GET"),
-                user_agent=event.get("ua", ""),
-                ip=event.get("ip"),
-                link=links.get((party.email_id, event.get("position"))),
-                attachment_id=event.get("attachment_id"),
-                dedupe_key=key,
-            )
-        )
-    stored = record_interactions(session, hits)
-    session.commit()
-    return stored
-
-
-# -- the endpoints ---------------------------------------------------------------------------------
-
-
-def pixel(token: str) -> Response:
-    """The open pixel: always the GIF; an event only for a genuine token."""
-    if token_is_genuine(token):
-        enqueue_event(EventKind.OPEN, token)
-    return Response(PIXEL, mimetype="image/gif", headers=_NO_STORE)
-
-
-def click(token: str, position: int) -> BaseResponse:
-    """A tracked link: redirect to the URL stored with the message, and note the click."""
-    if not token_is_genuine(token):
-        abort(404)
-    url = current_engage.session.scalar(
-        sa.select(Link.url)
-        .join(Party, Party.email_id == Link.email_id)
-        .where(Party.token == token, Link.position == position)
-    )
-    if url is None:
-        abort(404)
-    enqueue_event(EventKind.CLICK, token, position=position)
-    response = redirect(url, code=302)
-    response.headers.update(_NO_STORE)
-    return response
-
-
-def attachment(token: str, attachment_id: int) -> Response:
-    """A followed attachment: the file as a download, and an attachment open for the worker.
-
-    Only a followed file of the email this recipient's token belongs to is handed out; anything
-    else is 404. Like the pixel and the click, nothing is written to the database here.
-    """
-    from .attachments import file_response
-
-    if not token_is_genuine(token):
-        abort(404)
-    found = current_engage.session.scalar(
-        sa.select(Attachment)
-        .join(Party, Party.email_id == Attachment.email_id)
-        .where(
-            Party.token == token,
-            Attachment.id == attachment_id,
-            Attachment.followed.is_(True),
-        )
-    )
-    if found is None:
-        abort(404)
-    response = file_response(found)
-    enqueue_event(EventKind.ATTACHMENT_OPEN, token, attachment_id=found.id)
-    response.headers.update(_NO_STORE)
-    return response
+def requeue_waiting_events() -> bool:
+    """Queue a drain job when events wait in Redis with none queued (a flushed Redis, a lost
+    job); ``True`` when one was queued."""
+    if not current_engage.redis.llen(QUEUE_KEY):
+        return False
+    queueing.enqueue(queueing.PERSIST_EVENTS)
+    return True

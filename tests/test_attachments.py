@@ -12,10 +12,12 @@ from email.message import EmailMessage
 
 import pytest
 
-from engage.attachments import clean_filename, content_type_for, format_size
+from engage.attachments import clean_filename, content_type_for
+from engage.events import persist_events
+from engage.i18n import format_size
 from engage.models import Attachment, Email, EmailStatus, EventKind, TrackingEvent, utcnow
 from engage.storage import LocalFolderStore
-from engage.tracking import QUEUE_KEY, new_token, persist_events
+from engage.tracking import QUEUE_KEY, new_token
 from tests.hostapp import Customer, db
 from tests.support import sign_in
 from tests.test_delivery import run_delivery

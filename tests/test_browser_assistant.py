@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from engage.cards import Card
 from engage.demo.models import db as demo_db
-from engage.models import utcnow
+from engage.models import Card, utcnow
 from tests import test_browser_follow as follow
 from tests.test_browser_follow import MARIE, open_compose, sign_in
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engage.schedule import DEFAULT_WORKING_HOURS, is_working_day
+from engage.best_time import DEFAULT_WORKING_HOURS, is_working_day
 
 pytestmark = pytest.mark.browser
 

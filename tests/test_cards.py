@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from engage import settings
-from engage.cards import Card, create_card, snooze_until
-from engage.models import Activity, ActivityKind, Email, utcnow
+from engage import organisation as settings
+from engage.cards import create_card, snooze_until
+from engage.models import Activity, ActivityKind, Card, Email, utcnow
 from engage.records import RecordRef
 from tests.hostapp import db
 from tests.support import sign_in

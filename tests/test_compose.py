@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from engage.compose import clean_html, html_to_text, parse_addresses, subject_error, text_to_html
+from engage.content import clean_html, html_to_text, parse_addresses, subject_error, text_to_html
 from engage.models import Email, EmailStatus, PartyRole
 from tests.support import sign_in
 
@@ -208,7 +208,7 @@ def test_send_queues_the_email_and_freezes_it(app, redis_client):
         from engage import current_engage
 
         jobs = [j.func_name for j in current_engage.queue.get_jobs()]
-        assert jobs.count("engage.delivery.deliver") == 1
+        assert jobs.count("engage.jobs.deliver") == 1
     # Sent emails open read-only; their edit URL leads there.
     edit = client.get(f"/crm/engage/emails/{email.id}/edit")
     assert edit.status_code == 302 and edit.headers["Location"].endswith(f"/emails/{email.id}")

@@ -304,7 +304,7 @@ def test_after_a_redis_flush_the_sweep_sends_a_stranded_email_once(
         sweep()
         sweep()  # twice: still only delivered once
         jobs = current_engage.queue.get_jobs()
-        assert [j.func_name for j in jobs] == ["engage.delivery.deliver"] * 2
+        assert [j.func_name for j in jobs] == ["engage.jobs.deliver"] * 2
     for job in jobs:
         with smtp_app.app_context():
             job.perform()

@@ -448,7 +448,7 @@ def test_mark_as_won_saves_the_win_and_tells_engage_then_reopen_undoes_it(
     deal = db.session.get(Opportunity, deal.id)
     assert deal.won and deal.stage == "close"
     [job] = Queue("engage", connection=redis_client).jobs
-    assert job.func_name == "engage.template_stats.opportunity_won"
+    assert job.func_name == "engage.jobs.opportunity_won"
     assert job.args == ("opportunity", str(deal.id))
     page = client.get(f"/opportunities/{deal.id}").get_data(as_text=True)
     assert "is marked as won" in page and "Reopen" in page

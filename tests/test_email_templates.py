@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from engage import current_engage
 from engage.jobs import sweep
 from engage.models import Email, EmailTemplate, TemplateUse, utcnow
-from engage.template_stats import best_templates, opportunity_won
+from engage.template_performance import best_templates, opportunity_won
 from tests.hostapp import Customer, db
 from tests.support import sign_in
 from tests.test_delivery import run_delivery

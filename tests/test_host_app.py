@@ -101,7 +101,7 @@ def test_only_an_admin_changes_the_engagement_switch(app):
     response = admin.post("/crm/engage/settings", data={"csrf_token": token}, follow_redirects=True)
     assert "Email engagement is now off" in response.get_data(as_text=True)
     with app.app_context():
-        from engage.settings import engagement_enabled
+        from engage.organisation import engagement_enabled
 
         assert engagement_enabled() is False
 
@@ -112,7 +112,7 @@ def test_a_post_without_its_csrf_token_is_refused_with_400_and_changes_nothing(a
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
     with app.app_context():
-        from engage.settings import engagement_enabled
+        from engage.organisation import engagement_enabled
 
         assert engagement_enabled() is True
 

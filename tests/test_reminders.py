@@ -13,16 +13,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engage import current_engage
-from engage.cards import Card
+from engage.emails import ReminderInput
 from engage.jobs import sweep
-from engage.models import Email, utcnow
+from engage.models import Card, Email, Reminder, utcnow
 from engage.reminders import (
     ANYWAY,
     NO_REPLY,
     NOT_OPENED,
     RecipientFacts,
-    Reminder,
-    ReminderInput,
     check,
     evaluate,
     fire_reminder,

@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engage.config import DEFAULTS
-from engage.schedule import (
+from engage.best_time import (
     Reason,
     Recommendation,
     WorkingHours,
@@ -19,6 +18,7 @@ from engage.schedule import (
     usual_open_hour,
     working_hours_from_config,
 )
+from engage.config import DEFAULTS
 
 
 def local(zone: str, *args: int) -> datetime:
@@ -68,7 +68,7 @@ def test_the_first_minute_of_the_working_day_is_inside_it():
 
 def test_after_hours_the_recommendation_is_the_next_morning_at_eight():
     result = for_berlin(local("Europe/Berlin", 2026, 6, 16, 18, 30))
-    assert result.reason == "next_working_time"
+    assert result.reason == "next_best_time"
     assert result.at == utc(2026, 6, 17, 6, 0)
     assert result.recipient_local == local("Europe/Berlin", 2026, 6, 17, 8, 0)
     assert result.explanation == (
@@ -78,13 +78,13 @@ def test_after_hours_the_recommendation_is_the_next_morning_at_eight():
 
 def test_before_the_working_day_starts_the_recommendation_is_later_today():
     result = for_berlin(local("Europe/Berlin", 2026, 6, 16, 6, 15))
-    assert result.reason == "next_working_time"
+    assert result.reason == "next_best_time"
     assert result.at == utc(2026, 6, 16, 6, 0)
 
 
 def test_the_end_of_the_working_day_is_outside_it_and_friday_evening_moves_to_monday():
     result = for_berlin(local("Europe/Berlin", 2026, 6, 19, 17, 0))  # Friday 17:00
-    assert result.reason == "next_working_time"
+    assert result.reason == "next_best_time"
     assert result.recipient_local == local("Europe/Berlin", 2026, 6, 22, 8, 0)
     assert result.explanation.startswith("Mon 08:00 in Berlin")
 
@@ -135,7 +135,7 @@ def test_working_hours_that_make_no_sense_are_refused(options):
 def test_christmas_in_germany_is_skipped():
     # Thursday 24 December 2026 evening; the 25th and 26th are holidays, the 27th a Sunday.
     result = for_berlin(local("Europe/Berlin", 2026, 12, 24, 18, 0), country="DE")
-    assert result.reason == "next_working_time"
+    assert result.reason == "next_best_time"
     assert result.at == utc(2026, 12, 28, 7, 0)
     assert result.explanation == (
         "Mon 08:00 in Berlin (your Mon 08:00): outside the recipient's working day"
@@ -149,7 +149,7 @@ def test_without_a_country_christmas_is_a_working_day():
 
 def test_during_a_holiday_the_recommendation_is_not_now():
     result = for_berlin(local("Europe/Berlin", 2026, 12, 25, 10, 0), country="DE")
-    assert result.reason == "next_working_time"
+    assert result.reason == "next_best_time"
     assert result.at == utc(2026, 12, 28, 7, 0)
 
 
@@ -305,7 +305,7 @@ def test_fewer_opens_than_the_minimum_leave_the_working_hours_rule():
 def test_a_usual_hour_outside_working_hours_is_ignored():
     late_reader = (21, 21, 21, 21, 21, 9)
     result = for_berlin(local("Europe/Berlin", 2026, 6, 16, 18, 0), open_hours=late_reader)
-    assert result.reason == "next_working_time"
+    assert result.reason == "next_best_time"
     assert result.recipient_local == local("Europe/Berlin", 2026, 6, 17, 8, 0)
 
 

@@ -13,7 +13,7 @@ from engage.emails import DraftInput, save_draft, submit
 from engage.jobs import sweep
 from engage.models import Email, EmailStatus, RecordTimezone, utcnow
 from engage.records import EngageUser, RecordRef
-from engage.scheduling import reschedule, send_scheduled
+from engage.send_later import reschedule, send_scheduled
 from tests.hostapp import db
 from tests.support import sign_in
 from tests.test_delivery import load

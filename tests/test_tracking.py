@@ -10,9 +10,10 @@ import pytest
 
 from engage import current_engage
 from engage.emails import DraftInput, save_draft, submit
+from engage.events import persist_events
 from engage.models import Email, EventKind, TrackingEvent, utcnow
 from engage.records import EngageUser, RecordRef
-from engage.tracking import QUEUE_KEY, new_token, persist_events, token_is_genuine
+from engage.tracking import QUEUE_KEY, new_token, token_is_genuine
 from tests.hostapp import Customer, db
 from tests.support import sign_in
 from tests.test_delivery import load, run_delivery
@@ -269,7 +270,7 @@ def test_the_admin_switch_off_means_no_follow_controls_and_no_tracking_on_the_wi
     tracked_app, smtp_sink, redis_client
 ):
     with tracked_app.app_context():
-        from engage.settings import set_engagement_enabled
+        from engage.organisation import set_engagement_enabled
 
         set_engagement_enabled(False, by="5")
     sam = sign_in(tracked_app.test_client(), 1)
@@ -292,7 +293,7 @@ def test_dont_follow_sends_an_untracked_copy(tracked_app, smtp_sink, redis_clien
 def test_tracking_details_past_retention_are_purged_but_totals_stay(
     tracked_app, smtp_sink, redis_client
 ):
-    from engage.jobs import purge_tracking_details
+    from engage.events import purge_tracking_details
 
     email_id = send_followed(tracked_app)
     run_delivery(tracked_app, email_id)
@@ -354,7 +355,7 @@ def test_buffered_hits_reach_redis_within_moments_and_all_arrive(
 def test_the_pixel_is_answered_below_flask_and_head_works_too(tracked_app, smtp_sink, redis_client):
     from flask import url_for
 
-    from engage.fastpath import PixelFastPath
+    from engage.web.fastpath import PixelFastPath
 
     assert isinstance(tracked_app.wsgi_app, PixelFastPath)
     email_id = send_followed(tracked_app)

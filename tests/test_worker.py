@@ -12,7 +12,8 @@ import pytest
 from rq.job import Job, JobStatus
 
 from engage import current_engage
-from engage.jobs import SWEEP_HEARTBEAT_KEY, last_sweep, sweep
+from engage.jobs import sweep
+from engage.queueing import SWEEP_HEARTBEAT_KEY, last_sweep
 from tests import hostapp
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # engage has no public API for writing templates (managers write them in its pages), so the
 # demo seeds engage's own table directly, as a host's data migration would.
-from engage.compose import html_to_text
+from engage.content import html_to_text
 from engage.models import EmailTemplate
 
 from .models import Account, Contact, Lead, Opportunity, User, db

@@ -29,7 +29,8 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from .extension import current_engage
+from . import queueing
+from .context import current_engage
 from .models import Email, EmailTemplate, TemplateUse, utcnow
 from .records import RecordRef
 
@@ -139,7 +140,7 @@ def note_opportunity_won(ref: RecordRef) -> None:
     checks with the record adapter that the opportunity is indeed won. Without this call the
     periodic sweep notices within the hour.
     """
-    current_engage.queue.enqueue(opportunity_won, ref.type, ref.id)
+    queueing.enqueue(queueing.OPPORTUNITY_WON, ref.type, ref.id)
 
 
 def opportunity_won(record_type: str, record_id: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from .extension import current_engage
+from .context import current_engage
 from .models import Setting
 
 ENGAGEMENT_ENABLED = "engagement_enabled"

@@ -8,22 +8,21 @@ middleware, installed by :meth:`engage.Engage.init_app`, answers pixel requests 
 every other request to the app unchanged.
 
 It keeps the endpoint's promises: the GIF for every token, an event only for a genuine one,
-pushed through the same buffer as :func:`engage.tracking.enqueue_event`, and no database access.
+noted through :func:`engage.tracking.note_event` like every other event, and no database access.
 A host that puts a proxy fix (``ProxyFix``) around its app after ``init_app`` gets corrected
 client addresses here too.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
-from .tracking import _NO_STORE, PIXEL, _buffer_of, push_events, token_is_genuine
+from ..models import EventKind
+from ..tracking import note_event, token_is_genuine
+from .tracking import NO_STORE, PIXEL
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -31,7 +30,7 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _HEADERS = [
     ("Content-Type", "image/gif"),
     ("Content-Length", str(len(PIXEL))),
-    *_NO_STORE.items(),
+    *NO_STORE.items(),
 ]
 
 
@@ -58,18 +57,11 @@ class PixelFastPath:
         return [] if method == "HEAD" else [PIXEL]
 
     def _note(self, token: str, method: str, environ: dict[str, Any]) -> None:
-        event = json.dumps(
-            {
-                "id": os.urandom(12).hex(),
-                "kind": "open",
-                "token": token,
-                "at": time.time(),
-                "method": method,
-                "ua": environ.get("HTTP_USER_AGENT", "")[:400],
-                "ip": environ.get("REMOTE_ADDR"),
-            }
+        note_event(
+            self.app,
+            EventKind.OPEN,
+            token,
+            method=method,
+            user_agent=environ.get("HTTP_USER_AGENT", ""),
+            ip=environ.get("REMOTE_ADDR"),
         )
-        if float(self.app.config["ENGAGE_EVENT_BUFFER_MS"]) <= 0:
-            push_events(self.app, [event])
-        else:
-            _buffer_of(self.app).add(event)

@@ -41,7 +41,7 @@ class Reason(StrEnum):
     """Why a recommendation is what it is (machine-readable, compares equal to its value)."""
 
     NOW_IN_HOURS = "now_in_hours"
-    NEXT_WORKING_TIME = "next_working_time"
+    NEXT_WORKING_TIME = "next_best_time"
     USUAL_OPEN_HOUR = "usual_open_hour"
     SEVERAL_RECIPIENTS = "several_recipients"
     NO_ADDRESS = "no_address"

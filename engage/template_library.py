@@ -1,9 +1,9 @@
-"""Email templates: the sales managers' pages (SPEC S29, S32) and Insert template (S30, S31).
+"""Email templates as reps and managers use them (SPEC S29–S32): finding, suggesting, previewing,
+applying to a draft, and keeping them.
 
-Sales managers create, edit, preview and retire templates under ``<prefix>/templates``. Reps
-use them from the compose panel's Insert template window, whose parts live here too: the list
-of templates with their performance (:func:`choices`), and applying one to a draft
-(:func:`apply_to_draft`), which the compose views call.
+The sandboxed rendering is :mod:`engage.templating`'s, the figures
+:mod:`engage.template_performance`'s; the pages are :mod:`engage.web.templates`, and the
+compose panel's Insert template window is part of :mod:`engage.web.compose`.
 """
 
 from __future__ import annotations
@@ -12,25 +12,21 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from html import unescape
 from typing import Any
 
 import sqlalchemy as sa
 from babel import Locale, UnknownLocaleError
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from flask_wtf import FlaskForm
+from flask import current_app
 from markupsafe import Markup
-from wtforms import HiddenField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from sqlalchemy.orm import Session
 
-from .access import manager_user, sales_user
-from .compose import clean_html, html_to_text, parse_addresses, text_to_html
-from .extension import current_engage
+from .content import clean_html, html_to_text, parse_addresses
+from .context import current_engage
 from .i18n import gettext as _
-from .i18n import lazy_gettext
+from .i18n import locale_tag
 from .models import EmailTemplate, utcnow
 from .records import Record, RecordRef
-from .template_stats import MEASURES, Performance, best_templates
+from .template_performance import MEASURES, Performance, best_templates
 from .templating import (
     FIELDS,
     Rendered,
@@ -40,7 +36,6 @@ from .templating import (
     render_template_text,
     values_for,
 )
-from .views import _locale, blueprint
 
 #: The most recipients whose values are compared with the first's when a template is applied.
 COMPARED_RECIPIENTS = 20
@@ -48,12 +43,12 @@ COMPARED_RECIPIENTS = 20
 
 def language_name(code: str) -> str:
     """A language's name in the user's language (``"de"`` → ``"German"`` for English)."""
-    return _language_name(code, _locale())
+    return _language_name(code, locale_tag())
 
 
 def language_namer() -> Any:
     """:func:`language_name` for one page: the user's language is looked up once."""
-    locale = _locale()
+    locale = locale_tag()
     return lambda code: _language_name(code, locale)
 
 
@@ -67,168 +62,29 @@ def _language_name(code: str, locale: str) -> str:
     return (name or code)[:1].upper() + (name or code)[1:]
 
 
-def _languages() -> list[str]:
+def languages() -> list[str]:
+    """The languages templates are written in (``ENGAGE_TEMPLATE_LANGUAGES``)."""
     return [str(code) for code in current_app.config["ENGAGE_TEMPLATE_LANGUAGES"]]
 
 
-def _field_label(name: str) -> str:
+def field_label(name: str) -> str:
+    """A dynamic value's label for the user (``Recipient's first name``)."""
     for template_field in FIELDS:
         if template_field.name == name:
             return _(template_field.label)
     return name
 
 
-# ---- The managers' pages (S29, S32) --------------------------------------------------------
+def default_user_language() -> str:
+    """A new template's language: the user's, when templates are written in it."""
+    language = _primary_language(locale_tag())
+    offered = languages()
+    return language if language in offered or not offered else offered[0]
 
 
-class TemplateForm(FlaskForm):
-    """A template as a sales manager writes it."""
-
-    name = StringField(lazy_gettext("Name"), validators=[DataRequired(), Length(max=200)])
-    language = SelectField(lazy_gettext("Language"), validators=[DataRequired()])
-    category = StringField(lazy_gettext("Category"), validators=[Optional(), Length(max=100)])
-    subject = StringField(lazy_gettext("Subject"), validators=[Length(max=900)])
-    body = TextAreaField(lazy_gettext("Body"))
-    body_format = HiddenField(default="text")
-    preview_record = HiddenField()
-
-    def body_html(self) -> str:
-        """The body as sanitised HTML, from the rich editor or the plain textarea.
-
-        Inside ``{{ … }}`` and ``{% … %}`` the writer wrote Jinja, not HTML: the entities the
-        editor and the sanitiser put there (``&gt;`` for ``>``) are turned back into the
-        characters typed, or ``{% if n > 1 %}`` would not parse.
-        """
-        source = self.body.data or ""
-        html = clean_html(source if self.body_format.data == "html" else text_to_html(source))
-        return _JINJA_TAG.sub(lambda m: unescape(m.group(0)), html)
-
-
-#: A Jinja expression or statement in a body's HTML.
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-
-
-def _template_or_404(template_id: int) -> EmailTemplate:
-    template = current_engage.session.get(EmailTemplate, template_id)
-    if template is None:
-        abort(404)
-    return template
-
-
-@blueprint.get("/templates")
-def templates_list() -> Any:
-    """Every template with its performance; sales managers only (S32)."""
-    manager_user()
-    show_retired = request.args.get("retired") == "1"
-    language = request.args.get("language", "")
-    search = request.args.get("q", "").strip()[:200]
-    query = sa.select(EmailTemplate).order_by(EmailTemplate.language, EmailTemplate.name)
-    if not show_retired:
-        query = query.where(EmailTemplate.retired_at.is_(None))
-    every = list(current_engage.session.scalars(query))
-    templates = matching([t for t in every if not language or t.language == language], search)
-    return render_template(
-        "engage/templates_page.html",
-        templates=templates,
-        total=len(every),
-        language=language,
-        search=search,
-        languages=[(code, language_name(code)) for code in _languages()],
-        performance={t.id: Performance.of(t) for t in templates},
-        best=best_templates([t for t in every if t.retired_at is None]),
-        show_retired=show_retired,
-        language_name=language_namer(),
-        stat_labels=stat_labels(),
-    )
-
-
-@blueprint.route("/templates/new", methods=["GET", "POST"])
-def template_new() -> Any:
-    """Create a template."""
-    return _edit(None)
-
-
-@blueprint.route("/templates/<int:template_id>", methods=["GET", "POST"])
-def template_edit(template_id: int) -> Any:
-    """Edit, preview, retire or restore a template."""
-    manager_user()
-    return _edit(_template_or_404(template_id))
-
-
-def _edit(template: EmailTemplate | None) -> Any:
-    user = manager_user()
-    form = TemplateForm(obj=None)
-    form.language.choices = [(code, language_name(code)) for code in _languages()]
-    if template is not None and template.language not in _languages():
-        form.language.choices.append((template.language, language_name(template.language)))
-    action = request.form.get("action", "save")
-    session = current_engage.session
-    if request.method == "GET":
-        if template is not None:
-            form.name.data = template.name
-            form.language.data = template.language
-            form.category.data = template.category
-            form.subject.data = template.subject
-            form.body.data = template.html_body
-            form.body_format.data = "html"
-        else:
-            form.language.data = _default_user_language()
-        return _editor(form, template)
-    if template is not None and action in {"retire", "restore"}:
-        template.retired_at = utcnow() if action == "retire" else None
-        template.updated_by = user.id
-        session.commit()
-        flash(
-            _(
-                "“%(name)s” is retired: reps no longer see it in Insert template.",
-                name=template.name,
-            )
-            if action == "retire"
-            else _("“%(name)s” is offered in Insert template again.", name=template.name),
-            "engage-success",
-        )
-        return redirect(url_for("engage.templates_list"))
-    search = request.form.get("regarding_search", "").strip()
-    if search:
-        # Without JavaScript the preview record is chosen by typing its name.
-        found = list(current_engage.records.search(search, limit=1))
-        form.preview_record.data = str(found[0].ref) if found else ""
-    valid = form.validate()
-    problems = _syntax_problems(form)
-    if action == "preview":
-        return _editor(form, template, problems=problems, preview=_preview(form, problems))
-    if not valid or problems:
-        return _editor(form, template, problems=problems, status=422)
-    body = form.body_html()
-    if action == "save_copy":
-        # A copy to start from, such as the same message in another language; the original
-        # and its figures stay as they were.
-        template = None
-    if template is None:
-        template = EmailTemplate(created_by=user.id)
-        session.add(template)
-    template.name = form.name.data.strip()
-    template.language = form.language.data
-    template.category = (form.category.data or "").strip()
-    template.subject = (form.subject.data or "").strip()
-    template.html_body = body
-    template.text_body = html_to_text(body)
-    template.updated_by = user.id
-    template.updated_at = utcnow()
-    session.commit()
-    flash(
-        _("Saved as a new template, “%(name)s”.", name=template.name)
-        if action == "save_copy"
-        else _("Template “%(name)s” saved.", name=template.name),
-        "engage-success",
-    )
-    return redirect(url_for("engage.templates_list"))
-
-
-def _default_user_language() -> str:
-    language = _primary_language(_locale())
-    languages = _languages()
-    return language if language in languages or not languages else languages[0]
+def _primary_language(tag: str) -> str:
+    # "de-AT", "de_AT" and "DE" are all German, as templates are kept per language.
+    return tag.replace("_", "-").split("-")[0].lower()
 
 
 #: Closing tags after which the rich editor's HTML starts a new line for the writer.
@@ -241,9 +97,10 @@ def _as_lines(html: str) -> str:
     return _LINE_END.sub("\\1\n", html)
 
 
-def _syntax_problems(form: TemplateForm) -> dict[str, str]:
+def syntax_problems(subject: str, body_html: str) -> dict[str, str]:
+    """The first syntax problem of the subject and of the body, by field, with its line."""
     problems: dict[str, str] = {}
-    for name, source in (("subject", form.subject.data or ""), ("body", form.body_html())):
+    for name, source in (("subject", subject), ("body", body_html)):
         found = check_syntax(_as_lines(source) if name == "body" else source)
         if found:
             first = found[0]
@@ -266,28 +123,34 @@ class Preview:
     error: str | None = None
 
 
-def _preview(form: TemplateForm, problems: dict[str, str]) -> Preview:
-    ref_text = form.preview_record.data or ""
-    record = None
-    if ref_text:
-        try:
-            record = current_engage.records.get(RecordRef.parse(ref_text))
-        except ValueError:
-            record = None
+def record_of(ref_text: str | None) -> Record | None:
+    """The record a form names as ``type:id``, or ``None`` when it names none or no such one."""
+    if not ref_text:
+        return None
+    try:
+        return current_engage.records.get(RecordRef.parse(ref_text))
+    except ValueError:
+        return None
+
+
+def preview(
+    record: Record | None, subject_text: str, body_html: str, problems: dict[str, str]
+) -> Preview:
+    """The template's subject and body filled in for ``record``, for the editor's preview."""
     preview = Preview(record=record)
     if problems:
         preview.error = _("Fix the marked problems to see the preview.")
         return preview
     values = values_for(record, record, _extra_values(record, record))
     try:
-        subject = render_template_text(form.subject.data or "", values, html=False)
-        body = render_template_text(form.body_html(), values, html=True)
+        subject = render_template_text(subject_text, values, html=False)
+        body = render_template_text(body_html, values, html=True)
     except (TemplateBroken, TemplateRefused) as exc:
         preview.error = str(exc)
         return preview
     preview.subject = subject.text
     preview.body = Markup(clean_html(body.text))
-    preview.missing = [_field_label(n) for n in dict.fromkeys(subject.missing + body.missing)]
+    preview.missing = [field_label(n) for n in dict.fromkeys(subject.missing + body.missing)]
     return preview
 
 
@@ -297,41 +160,6 @@ def _extra_values(recipient: Record | None, regarding: Record | None) -> dict[st
         if record is not None:
             extra.update(record.template_values)
     return extra
-
-
-def _editor(
-    form: TemplateForm,
-    template: EmailTemplate | None,
-    *,
-    problems: dict[str, str] | None = None,
-    preview: Preview | None = None,
-    status: int = 200,
-) -> Any:
-    preview_record = None
-    if form.preview_record.data:
-        try:
-            preview_record = current_engage.records.get(RecordRef.parse(form.preview_record.data))
-        except ValueError:
-            preview_record = None
-    body = form.body.data or ""
-    html = body if form.body_format.data == "html" else text_to_html(body)
-    page = render_template(
-        "engage/template_edit_page.html",
-        form=form,
-        template=template,
-        problems=problems or {},
-        preview=preview,
-        preview_record=preview_record,
-        body_html=html,
-        body_text=html_to_text(html),
-        fields=FIELDS,
-        performance=Performance.of(template) if template else None,
-        stat_labels=stat_labels(),
-    )
-    return page, status
-
-
-# ---- Insert template (S30, S31) -------------------------------------------------------------
 
 
 def matching(templates: Sequence[EmailTemplate], query: str) -> list[EmailTemplate]:
@@ -457,7 +285,7 @@ def window_context(language: str | None, query: str, default_language: str) -> d
     return {
         "template_choices": found,
         "template_fell_back_from": fell_back_from,
-        "template_languages": [(code, language_name(code)) for code in _languages()],
+        "template_languages": [(code, language_name(code)) for code in languages()],
         "language_name": language_namer(),
         "template_excerpt": excerpter(),
         "stat_labels": stat_labels(),
@@ -465,25 +293,10 @@ def window_context(language: str | None, query: str, default_language: str) -> d
     }
 
 
-@blueprint.get("/templates/choices")
-def template_choices() -> Any:
-    """The Insert template window's list, for a language and a search (htmx)."""
-    sales_user()
-    language = request.args.get("template_language", "")[:10]
-    query = request.args.get("template_q", "").strip()[:200]
-    context = window_context(language, query, language)
-    return render_template("engage/_template_choices.html", **context)
-
-
 def default_language(first: Record | None) -> str:
     """The window's first language: the first recipient's when the host knows it, else the
     user's (S30)."""
-    return _primary_language((first.language if first else None) or _locale())
-
-
-def _primary_language(tag: str) -> str:
-    # "de-AT", "de_AT" and "DE" are all German, as templates are kept per language.
-    return tag.replace("_", "-").split("-")[0].lower()
+    return _primary_language((first.language if first else None) or locale_tag())
 
 
 @dataclass
@@ -531,7 +344,7 @@ def apply_to_draft(
         template=template,
         subject=subject.text,
         body=clean_html(body.text),
-        missing=[_field_label(n) for n in dict.fromkeys(subject.missing + body.missing)],
+        missing=[field_label(n) for n in dict.fromkeys(subject.missing + body.missing)],
         differs_from=differs_from,
     )
 
@@ -552,3 +365,37 @@ def active_template(template_id: str | None) -> EmailTemplate | None:
         return None
     template = current_engage.session.get(EmailTemplate, int(template_id))
     return template if template is not None and template.retired_at is None else None
+
+
+def save_template(
+    session: Session,
+    template: EmailTemplate | None,
+    *,
+    by: str,
+    name: str,
+    language: str,
+    category: str,
+    subject: str,
+    html_body: str,
+) -> EmailTemplate:
+    """Store a template (a new one when ``template`` is ``None``) and commit."""
+    if template is None:
+        template = EmailTemplate(created_by=by)
+        session.add(template)
+    template.name = name.strip()
+    template.language = language
+    template.category = category.strip()
+    template.subject = subject.strip()
+    template.html_body = html_body
+    template.text_body = html_to_text(html_body)
+    template.updated_by = by
+    template.updated_at = utcnow()
+    session.commit()
+    return template
+
+
+def set_retired(session: Session, template: EmailTemplate, retired: bool, *, by: str) -> None:
+    """Retire a template (reps no longer see it) or offer it again; its figures stay."""
+    template.retired_at = utcnow() if retired else None
+    template.updated_by = by
+    session.commit()

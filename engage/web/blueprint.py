@@ -1,0 +1,139 @@
+"""engage's blueprint, its request hooks and the template globals hosts use.
+
+The route modules of :mod:`engage.web` register their views on :data:`blueprint`; this module
+holds what every view shares: the CSRF guard, the explained error pages, ``Vary: HX-Request``,
+and the globals (``engage_assets()``, ``engage_timeline()``, ``_e`` …) a host's templates use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
+from wtforms.validators import ValidationError
+
+from ..context import current_engage
+from ..i18n import format_when, locale_tag, ngettext
+from ..i18n import gettext as _
+from ..records import RecordRef
+from .guards import Denied
+from .htmx import add_vary
+
+PACKAGE = Path(__file__).resolve().parent.parent
+STATIC = PACKAGE / "static"
+
+blueprint = Blueprint(
+    "engage",
+    "engage",
+    root_path=str(PACKAGE),
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+#: Endpoints that take POSTs from outside a signed-in browser and check their own tokens.
+CSRF_EXEMPT: set[str] = set()
+
+
+@blueprint.before_request
+def _protect_from_csrf() -> None:
+    # The host may not run Flask-WTF's CSRFProtect app-wide, so engage guards its own
+    # endpoints: every state-changing request must carry the session's CSRF token.
+    if request.method in {"GET", "HEAD", "OPTIONS"} or request.endpoint in CSRF_EXEMPT:
+        return
+    token = request.form.get("csrf_token") or request.headers.get("X-CSRFToken")
+    try:
+        validate_csrf(token)
+    except (ValidationError, CSRFError):
+        raise Denied(
+            400,
+            _(
+                "This form is missing its security token or the token has expired. "
+                "Reload the page and try again; nothing was changed."
+            ),
+            _("The request could not be checked"),
+        ) from None
+
+
+@blueprint.errorhandler(400)
+@blueprint.errorhandler(404)
+@blueprint.errorhandler(413)
+def _explain_error(error: HTTPException) -> Any:
+    # Plain aborts inside engage's views get the same explained page (or partial) as refusals.
+    titles = {
+        400: _("The request could not be understood"),
+        404: _("Not found"),
+        413: _("Too large"),
+    }
+    reasons = {
+        404: _("It does not exist, or it is not yours to see."),
+    }
+    code = error.code or 500
+    reason = reasons.get(code) if error.description == type(error).description else None
+    return Denied(code, reason or error.description or "", titles[code]).get_response()
+
+
+@blueprint.after_request
+def _vary_on_htmx(response: Response) -> Response:
+    return add_vary(response)
+
+
+@blueprint.record_once
+def _register_template_globals(state: Any) -> None:
+    # App-wide globals, so host templates can place engage's partials on any page. ``_e`` is
+    # engage's gettext (its own translation domain), kept apart from the host's ``_``.
+    state.app.add_template_global(engage_assets, "engage_assets")
+    state.app.add_template_global(engage_timeline, "engage_timeline")
+    state.app.add_template_global(_, "_e")
+    state.app.add_template_global(ngettext, "ngettext_e")
+    state.app.add_template_global(locale_tag, "engage_locale")
+    state.app.add_template_global(format_when, "engage_when")
+    state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
+    # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
+    state.app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
+
+
+def engage_root() -> str:
+    """The URL of engage's mount point, with a trailing slash."""
+    return url_for("engage.home")
+
+
+def engage_assets() -> Markup:
+    """The tags a host page needs for engage's partials: CSS, htmx, engage.js, the manifest.
+
+    Put ``{{ engage_assets() }}`` in the ``<head>`` of every host page that shows a partial.
+    """
+    config = current_app.config
+    scope = config["ENGAGE_SERVICE_WORKER_SCOPE"] or engage_root()
+    # The notes engage.js shows when a request fails (translated here, outside the f-strings,
+    # so that the catalogue extraction sees them on every Python version).
+    error = _("Something went wrong. Nothing was lost; reload the page and try again.")
+    offline = _("The server cannot be reached. Check your connection and try again.")
+    parts = [
+        f'<meta name="engage-csrf-token" content="{escape(generate_csrf())}">',
+        f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/vendor/trix.css")}">',
+        f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/engage.css")}">',
+        f'<link rel="manifest" href="{url_for("engage.manifest")}">',
+        '<meta name="theme-color" content="#1f5f8b">',
+        f'<script src="{url_for("engage.static", filename="engage/vendor/htmx.min.js")}" defer></script>',
+        f'<script src="{url_for("engage.static", filename="engage/vendor/trix.umd.min.js")}" defer></script>',
+        f'<script src="{url_for("engage.static", filename="engage/engage.js")}" defer'
+        f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"'
+        f' data-msg-error="{escape(error)}" data-msg-offline="{escape(offline)}"'
+        "></script>",
+    ]
+    return Markup("\n".join(parts))
+
+
+def engage_timeline(ref: RecordRef) -> Markup:
+    """Markup that loads ``ref``'s timeline into a host page.
+
+    With JavaScript, htmx fetches the partial when the page loads; without it, a link leads to
+    the same timeline as a page of its own.
+    """
+    url = url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
+    return Markup(render_template("engage/_timeline_slot.html", url=url, ref=ref))

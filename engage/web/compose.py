@@ -1,0 +1,242 @@
+"""The compose panel (SPEC S1–S6, S19–S22, S25, S30): open it, save, send, send later, reopen
+a draft, delete it; the record typeahead and the Insert template window.
+
+Every view answers htmx with a partial and a plain browser with a page or a redirect, so the
+whole path works without JavaScript. The form itself is :mod:`engage.web.compose_form`, the
+attachments :mod:`engage.web.compose_attachments`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
+
+from .. import emails, reminders
+from .. import template_library as library
+from ..attachments import AttachmentRefused, attach
+from ..content import Address
+from ..context import current_engage
+from ..emails import DraftInput
+from ..i18n import format_when, ngettext
+from ..i18n import gettext as _
+from ..local_time import sender_zone
+from ..models import Email, EmailStatus, utcnow
+from ..records import Record, RecordRef
+from ..send_later import send_later_state
+from ..templating import TemplateBroken, TemplateRefused
+from .blueprint import blueprint
+from .compose_attachments import chosen_file, store_chosen
+from .compose_form import (
+    FILE_FIELD,
+    PANEL_ACTIONS,
+    TIMELINE_CHANGED,
+    back_url,
+    followed,
+    posted_form,
+    read_draft,
+    ref_or_400,
+    render_compose,
+    slot_id,
+)
+from .guards import sales_user, visible_email_or_404
+from .htmx import is_htmx
+
+
+def _record_or_404(ref: RecordRef | None) -> Record | None:
+    if ref is None:
+        return None
+    record = current_engage.records.get(ref)
+    if record is None:
+        abort(404)
+    return record
+
+
+def _apply_template(draft: DraftInput, email: Email | None) -> Any:
+    template = library.active_template(request.form.get("template_choice"))
+    if template is None:
+        errors = {"template": _("Choose a template in the list, then press Apply template.")}
+        return render_compose(draft, email=email, errors=errors, status=422)
+    recipients = library.recipients_of(draft.to, draft.cc, draft.bcc, draft.picked)
+    regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
+    try:
+        applied = library.apply_to_draft(template, recipients, regarding)
+    except (TemplateBroken, TemplateRefused) as exc:
+        errors = {"template": _("This template cannot be used: %(why)s", why=str(exc))}
+        return render_compose(draft, email=email, errors=errors, status=422)
+    draft.subject = applied.subject
+    draft.body = applied.body
+    draft.body_format = "html"
+    draft.template_id = template.id
+    return render_compose(draft, email=email, applied=applied)
+
+
+def _after_send(email: Email) -> Any:
+    count = len(email.recipients)
+    message = ngettext("Sending to %(num)d recipient…", "Sending to %(num)d recipients…", count)
+    if email.status is EmailStatus.SCHEDULED and email.scheduled_at:
+        zone = sender_zone(sales_user(), request.form.get("browser_zone"))
+        local = email.scheduled_at.astimezone(ZoneInfo(zone))
+        message = _(
+            "Scheduled: it goes out %(when)s (%(zone)s).",
+            when=format_when(local),
+            zone=zone,
+        )
+    if is_htmx():
+        response = make_response(
+            render_template("engage/_compose_done.html", email=email, message=message)
+        )
+        response.headers["HX-Trigger"] = TIMELINE_CHANGED
+        return response
+    flash(message, "engage-success")
+    return redirect(back_url(email.regarding))
+
+
+@blueprint.get("/compose")
+def compose() -> Any:
+    """A new, empty compose panel regarding the record it was opened from (S1, S3)."""
+    sales_user()
+    ref = ref_or_400(request.args.get("regarding"))
+    record = _record_or_404(ref)
+    draft = DraftInput(regarding=ref)
+    if record is not None and record.email:
+        draft.to = str(Address(record.email, record.name))
+        draft.picked = {record.email.lower(): record.ref}
+    return render_compose(draft, email=None)
+
+
+@blueprint.get("/compose/closed")
+def compose_closed() -> Any:
+    """The empty slot a closed compose panel leaves behind (htmx); the timeline otherwise."""
+    sales_user()
+    ref = ref_or_400(request.args.get("regarding"))
+    if not is_htmx():
+        return redirect(back_url(ref))
+    return f'<div id="{slot_id(ref)}"></div>'
+
+
+@blueprint.post("/compose")
+def create_email() -> Any:
+    """Save or send a new email."""
+    return _save_or_send(None)
+
+
+@blueprint.route("/emails/<int:email_id>/edit", methods=["GET", "POST"])
+def edit_email(email_id: int) -> Any:
+    """Reopen a draft in the compose panel, or save or send it."""
+    email = visible_email_or_404(email_id)
+    if email.status is not EmailStatus.DRAFT:
+        # Only drafts can change (S23); anything else opens read-only.
+        return redirect(url_for("engage.email_detail", email_id=email.id))
+    if request.method == "GET":
+        return render_compose(DraftInput.from_email(email), email=email)
+    return _save_or_send(email)
+
+
+def _save_or_send(email: Email | None) -> Any:
+    user = sales_user()
+    if email is not None and email.owner_id != user.id:
+        abort(404)  # a manager may read the team's drafts, not write them
+    draft, errors = read_draft()
+    action = request.form.get("action")
+    if action == "apply_template":
+        return _apply_template(draft, email)
+    if action in PANEL_ACTIONS:
+        # Follow and Send later controls change the panel, not the stored draft: it is saved
+        # with Save or Send.
+        return render_compose(draft, email=email, errors=errors, status=422 if errors else 200)
+    sending = action == "send"
+    if sending and draft.send_at is not None and draft.send_at <= utcnow():
+        errors["send_at"] = _(
+            "The time chosen in Send later has passed. Choose a new time or remove the delay."
+        )
+    errors.update(emails.check(draft, sending=sending))
+    errors.update(reminders.check_draft(draft, followed=followed(draft), sending=sending))
+    # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
+    upload = chosen_file()
+    if errors:
+        # Nothing is lost: the form comes back with everything as typed, and the stored
+        # draft (if any) is left as it was.
+        if upload is not None:
+            errors[FILE_FIELD] = _(
+                "The file was not attached: fix what is marked, then choose it again."
+            )
+        return render_compose(draft, email=email, errors=errors, status=422)
+    stored = None
+    if upload is not None:
+        try:
+            stored = store_chosen(upload)
+        except AttachmentRefused as refusal:
+            errors[FILE_FIELD] = str(refusal)
+            return render_compose(draft, email=email, errors=errors, status=422)
+    session = current_engage.session
+    try:
+        email = emails.save_draft(session, user, draft, email)
+    except Exception:
+        if stored is not None:
+            current_engage.store.delete(stored.key)
+        raise
+    if stored is not None:
+        attach(session, email, stored)
+    reminders.keep_with_draft(session, email, draft.reminder)
+    if sending:
+        emails.submit(session, user, email, send_at=draft.send_at)
+        reminders.activate(email)
+        return _after_send(email)
+    notice = _("Draft saved.")
+    if not is_htmx():
+        flash(notice, "engage-success")
+        return redirect(url_for("engage.edit_email", email_id=email.id))
+    response = render_compose(DraftInput.from_email(email), email=email, notice=notice)
+    response.headers["HX-Trigger"] = TIMELINE_CHANGED
+    return response
+
+
+@blueprint.post("/emails/<int:email_id>/delete")
+def delete_email(email_id: int) -> Any:
+    """Delete a draft, or a scheduled email before its time (S23)."""
+    user = sales_user()
+    email = visible_email_or_404(email_id)
+    if email.owner_id != user.id or email.status not in (EmailStatus.DRAFT, EmailStatus.SCHEDULED):
+        abort(404)
+    regarding = email.regarding
+    emails.delete(current_engage.session, email)
+    if is_htmx():
+        response = make_response(
+            render_template("engage/_compose_done.html", email=None, message=_("Draft deleted."))
+        )
+        response.headers["HX-Trigger"] = TIMELINE_CHANGED
+        return response
+    flash(_("Draft deleted."), "engage-success")
+    return redirect(back_url(regarding))
+
+
+@blueprint.get("/records/search")
+def search_records() -> Any:
+    """Typeahead options: records matching the last entry typed in an address field."""
+    sales_user()
+    field = request.args.get("field", "to")
+    if field not in {"to", "cc", "bcc", "regarding_search"}:
+        abort(400)
+    typed = request.args.get(field, "")
+    # In an address field only the entry being typed (after the last comma) is searched.
+    query = typed.replace(";", ",").rsplit(",", 1)[-1].strip()
+    records = list(current_engage.records.search(query, limit=8)) if len(query) >= 2 else []
+    return render_template("engage/_record_options.html", records=records, field=field, query=query)
+
+
+@blueprint.post("/compose/send-later")
+def send_later_part() -> Any:
+    """The Send later dialog alone, for the poll that waits for the recipient's time zone."""
+    user = sales_user()
+    draft, _errors = posted_form().draft(user)
+    state = send_later_state(draft, user, request.form.get("browser_zone"))
+    return render_template(
+        "engage/_send_later.html",
+        draft=draft,
+        later=state,
+        errors={},
+        slot=slot_id(draft.regarding),
+        action=request.form.get("compose_action", ""),
+    )

@@ -1,0 +1,146 @@
+"""engage's own pages: the start page, a record's timeline, an email's page, the organisation
+settings, and the web app shell (manifest, service worker, offline page).
+
+Views stay thin: access rules live in :mod:`engage.access` and :mod:`engage.web.guards`,
+timeline rules in :mod:`engage.timeline`. Each view answers a partial to htmx and a full page
+otherwise, from the same URL (with ``Vary: HX-Request``), so every screen also works without
+JavaScript.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+
+from .. import organisation, queueing
+from ..context import current_engage
+from ..i18n import gettext as _
+from ..records import RecordRef
+from ..timeline import Cursor, timeline_page
+from .blueprint import STATIC, blueprint, engage_root
+from .forms import SettingsForm
+from .guards import admin_user, sales_user
+from .htmx import is_htmx
+
+
+def _record_or_404(record_type: str, record_id: str) -> Any:
+    record = current_engage.records.get(RecordRef(record_type, record_id))
+    if record is None:
+        abort(404)
+    return record
+
+
+@blueprint.get("/")
+def home() -> Any:
+    """engage's own start page: what the signed-in user can do here."""
+    user = current_engage.user
+    return render_template(
+        "engage/home.html", user=user, engagement_enabled=organisation.engagement_enabled()
+    )
+
+
+@blueprint.get("/timeline/<record_type>/<record_id>")
+def timeline(record_type: str, record_id: str) -> Any:
+    """A record's timeline: the partial for htmx, a page of its own otherwise."""
+    user = sales_user()
+    record = _record_or_404(record_type, record_id)
+    before = None
+    if cursor := request.args.get("before"):
+        try:
+            before = Cursor.parse(cursor)
+        except ValueError:
+            abort(400, description=_("That page of the timeline does not exist."))
+    page = timeline_page(
+        current_engage.session,
+        user,
+        record.ref,
+        before=before,
+        size=current_app.config["ENGAGE_TIMELINE_PAGE_SIZE"],
+    )
+    context = {"record": record, "page": page, "user": user}
+    if is_htmx():
+        if before:
+            template = "engage/_timeline_items.html"
+        elif request.args.get("part") == "list":
+            template = "engage/_timeline_list.html"
+        else:
+            template = "engage/_timeline.html"
+        return render_template(template, **context)
+    return render_template("engage/timeline_page.html", **context)
+
+
+@blueprint.route("/settings", methods=["GET", "POST"])
+def organisation_settings() -> Any:
+    """The admin's organisation settings (SPEC S11)."""
+    user = admin_user()
+    form = SettingsForm()
+    if form.validate_on_submit():
+        organisation.set_engagement_enabled(form.engagement_enabled.data, by=user.id)
+        flash(
+            _("Email engagement is now on.")
+            if form.engagement_enabled.data
+            else _("Email engagement is now off: no follow controls, tracking or cards."),
+            "engage-success",
+        )
+        return redirect(url_for("engage.organisation_settings"))
+    if request.method == "GET":
+        form.engagement_enabled.data = organisation.engagement_enabled()
+    return render_template("engage/settings.html", form=form, workers=queueing.worker_health())
+
+
+@blueprint.get("/manifest.webmanifest")
+def manifest() -> Response:
+    """The web app manifest that makes engage installable."""
+    config = current_app.config
+    icon = lambda name, size, purpose="any": {  # noqa: E731
+        "src": url_for("engage.static", filename=f"engage/icons/{name}"),
+        "sizes": size,
+        "type": "image/svg+xml" if name.endswith(".svg") else "image/png",
+        "purpose": purpose,
+    }
+    scope = config["ENGAGE_SERVICE_WORKER_SCOPE"] or engage_root()
+    body = {
+        "name": config["ENGAGE_APP_NAME"],
+        "short_name": config["ENGAGE_APP_NAME"],
+        "start_url": config["ENGAGE_APP_START_URL"] or url_for("engage.home"),
+        "scope": scope,
+        "display": "standalone",
+        "background_color": "#ffffff",
+        "theme_color": "#1f5f8b",
+        "icons": [
+            icon("icon.svg", "any"),
+            icon("icon-192.png", "192x192"),
+            icon("icon-512.png", "512x512"),
+            icon("maskable-512.png", "512x512", "maskable"),
+        ],
+    }
+    return Response(json.dumps(body), mimetype="application/manifest+json")
+
+
+@blueprint.get("/sw.js")
+def service_worker() -> Response:
+    """The service worker, served from the prefix so its default scope covers engage."""
+    response = send_from_directory(STATIC / "engage", "sw.js", mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    scope = current_app.config["ENGAGE_SERVICE_WORKER_SCOPE"]
+    if scope:
+        response.headers["Service-Worker-Allowed"] = scope
+    return response
+
+
+@blueprint.get("/offline")
+def offline() -> str:
+    """The page the service worker shows when a page cannot be fetched."""
+    return render_template("engage/offline.html")
