@@ -58,17 +58,23 @@ def _card_context(panel: cards.Panel) -> dict[str, Any]:
     return {"records": records}
 
 
-def _render_panel(user: EngageUser, *, form: str | None = None, **form_context: Any) -> str:
-    panel = cards.panel_for(current_engage.session, user)
+def _render(
+    template: str, user: EngageUser, *, panel: cards.Panel | None = None, **context: Any
+) -> str:
+    """``template`` with the user's panel and what its cards need (records, the poll interval)."""
+    panel = panel or cards.panel_for(current_engage.session, user)
     return render_template(
-        "engage/_assistant.html",
+        template,
         panel=panel,
         user=user,
         poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-        form=form,
         **_card_context(panel),
-        **form_context,
+        **context,
     )
+
+
+def _render_panel(user: EngageUser, *, form: str | None = None, **form_context: Any) -> str:
+    return _render("engage/_assistant.html", user, form=form, **form_context)
 
 
 def _panel_response(user: EngageUser, **kwargs: Any) -> Any:
@@ -89,35 +95,20 @@ def assistant() -> Any:
     requests pass every proxy and load balancer unchanged.
     """
     user = sales_user()
-    session = current_engage.session
     if is_htmx() and request.args.get("part") == "cards":
-        panel = cards.panel_for(session, user)
+        panel = cards.panel_for(current_engage.session, user)
         if request.args.get("v") == panel.version:
             response = current_app.response_class(status=204)
         else:
             response = current_app.response_class(
-                render_template(
-                    "engage/_assistant_cards.html",
-                    panel=panel,
-                    user=user,
-                    poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-                    **_card_context(panel),
-                )
+                _render("engage/_assistant_cards.html", user, panel=panel)
             )
         response.headers["ETag"] = f'"{panel.version}"'
         response.headers["Cache-Control"] = "no-store"
         return response
     if is_htmx():
         return _render_panel(user)
-    panel = cards.panel_for(session, user)
-    return render_template(
-        "engage/assistant_page.html",
-        panel=panel,
-        user=user,
-        poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-        form=None,
-        **_card_context(panel),
-    )
+    return _render("engage/assistant_page.html", user, form=None)
 
 
 @blueprint.post("/assistant/read")
@@ -141,16 +132,7 @@ def _form_page(user: EngageUser, form: str, **context: Any) -> Any:
     """A card's form: alone for htmx (into the panel's form area), in the page otherwise."""
     if is_htmx():
         return render_template(f"engage/{form}.html", user=user, **context)
-    panel = cards.panel_for(current_engage.session, user)
-    return render_template(
-        "engage/assistant_page.html",
-        panel=panel,
-        user=user,
-        poll=current_app.config["ENGAGE_ASSISTANT_POLL_SECONDS"],
-        form=form,
-        **_card_context(panel),
-        **context,
-    )
+    return _render("engage/assistant_page.html", user, form=form, **context)
 
 
 def _failed_form(user: EngageUser, form: str, **context: Any) -> Any:
