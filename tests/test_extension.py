@@ -116,3 +116,37 @@ def test_record_refs_round_trip_through_text():
         RecordRef.parse("contact")
     record = Record(ref=ref, name="Ada", url="/c/42")
     assert record.allows_follow and record.label == "Contact"
+
+
+RAW_REPLY = (
+    b"From: Ada <ada@example.com>\r\nTo: sam@host.test\r\nSubject: Re: hello\r\n"
+    b"Message-ID: <r1@example.com>\r\nIn-Reply-To: <unknown@host.test>\r\n\r\nThanks!\r\n"
+)
+
+
+@pytest.mark.parametrize("csrf_first", [True, False], ids=["csrf-before", "csrf-after"])
+def test_the_inbound_endpoint_passes_a_host_csrfprotect_set_up_before_or_after(
+    tmp_path, csrf_first
+):
+    from flask_wtf import CSRFProtect
+
+    app, db = make_app(tmp_path, SECRET_KEY="s", ENGAGE_INBOUND_TOKEN="inbound-token")
+    csrf = CSRFProtect()
+    if csrf_first:
+        csrf.init_app(app)
+    ext = Engage(app, db=db, records=NoRecords())
+    if not csrf_first:
+        csrf.init_app(app)
+    with app.app_context():
+        ext.create_all()
+    client = app.test_client()
+    answer = client.post(
+        "/engage/inbound/replies",
+        data=RAW_REPLY,
+        headers={"Authorization": "Bearer inbound-token"},
+        content_type="message/rfc822",
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["status"] == "unmatched"
+    # Every other form still needs its token, from the host's CSRFProtect as from engage's.
+    assert client.post("/engage/settings", data={}).status_code == 400
