@@ -43,6 +43,8 @@ from .context import current_engage
 from .i18n import format_size
 from .i18n import gettext as _
 from .models import Attachment, DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
+from .recipients import recipient_preference
+from .records import FollowPreference
 from .timeline import sync_email_activities
 from .tracking import attachment_url, tracked_html
 
@@ -287,6 +289,8 @@ def _send_copies(
 ) -> None:
     session = current_engage.session
     sender = email.parties_in(PartyRole.FROM)[0].address
+    if email.followed:
+        _withdraw_refused_follows(pending)
     # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
     smtputf8 = not all(p.address.isascii() for p in email.parties)
     policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
@@ -320,6 +324,29 @@ def _send_copies(
         if client is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 client.quit()
+
+
+def _withdraw_refused_follows(pending: list[Party]) -> None:
+    """Ask the host again, at delivery time, whether each recipient allows following (S9).
+
+    A recipient may switch to *do not allow* after the email was sent or scheduled: their copy
+    then goes out unfollowed, and the email's page says so. The answer is the strictest of
+    every record the adapter has for the address, as when the email was written.
+    """
+    refused = [
+        party
+        for party in pending
+        if party.token is not None
+        and recipient_preference(party.address, party.record).preference
+        is FollowPreference.DO_NOT_ALLOW
+    ]
+    for party in refused:
+        party.token = None
+        party.follow_refused = True
+    if refused:
+        # Settled before anything is sent: a copy that goes out unfollowed is never followed
+        # later, even if this job dies, and no write is held open while the relay answers.
+        current_engage.session.commit()
 
 
 def _open(settings: SmtpSettings) -> smtplib.SMTP:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from .content import Address, clean_html, html_to_text, parse_addresses, subject_error, text_to_html
 from .context import current_engage
 from .delivery import cancel_scheduled_job, enqueue_delivery, prepare_resend, schedule_delivery
-from .follow import FollowStatus, RecipientPreference, follow_status
+from .follow import FollowStatus, follow_status
 from .i18n import gettext as _
 from .models import (
     Email,
@@ -30,6 +30,7 @@ from .models import (
     utcnow,
 )
 from .organisation import engagement_enabled
+from .recipients import recipient_preference, resolve
 from .records import EngageUser, RecordRef
 from .timeline import sync_email_activities
 from .tracking import new_token, web_links
@@ -53,25 +54,10 @@ def follow_status_of(
     recipients: list[tuple[str, RecordRef | None]], *, wants_follow: bool, bulk: bool = False
 ) -> FollowStatus:
     """The follow status of a message to these recipients (address, record or ``None``)."""
-    preferences = []
-    for address, ref in recipients:
-        record = current_engage.records.get(ref) if ref else None
-        if record is None:
-            preferences.append(RecipientPreference(address))
-        else:
-            preferences.append(
-                RecipientPreference(
-                    address,
-                    record.follow_preference,
-                    name=record.name,
-                    record_url=record.url,
-                    record_label=record.label,
-                )
-            )
     return follow_status(
         engagement_enabled=follow_disabled_reason() is None,
         wants_follow=wants_follow,
-        recipients=preferences,
+        recipients=[recipient_preference(address, ref) for address, ref in recipients],
         bulk=bulk,
     )
 
@@ -81,7 +67,7 @@ def draft_recipients(draft: DraftInput) -> list[tuple[str, RecordRef | None]]:
     resolved = []
     for name, _role in ADDRESS_FIELDS:
         for address in parse_addresses(getattr(draft, name)).valid:
-            resolved.append((address.address, _resolve(address, draft.picked).record))
+            resolved.append((address.address, resolve(address, draft.picked).record))
     return resolved
 
 
@@ -188,16 +174,6 @@ def check(draft: DraftInput, *, sending: bool) -> dict[str, str]:
     return errors
 
 
-def _resolve(address: Address, picked: dict[str, RecordRef]) -> Address:
-    # The record chosen in the typeahead wins; otherwise the first record with this address
-    # (SPEC S2: a party that resolves to a record shows the email on that record's timeline).
-    ref = picked.get(address.address.lower())
-    if ref is None:
-        found = current_engage.records.find_by_email(address.address)
-        ref = found[0].ref if found else None
-    return Address(address.address, address.name, ref)
-
-
 def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Email | None) -> Email:
     """Store ``draft`` as a new or updated draft owned by ``user`` and commit.
 
@@ -219,7 +195,7 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
     parties = [Party(role=PartyRole.FROM, address=user.email, name=user.name, position=0)]
     for _name, role in ADDRESS_FIELDS:
         for address in parse_addresses(getattr(draft, _name)).valid:
-            resolved = _resolve(address, draft.picked)
+            resolved = resolve(address, draft.picked)
             parties.append(
                 Party(
                     role=role,

@@ -241,6 +241,9 @@ class Party(Base):
     #: This recipient's tracking token (SPEC S13, S15): random, unguessable, its own. ``None``
     #: for recipients who are not tracked (the email is not followed, or they do not allow it).
     token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    #: The recipient no longer allowed following when their copy went out (S9): the copy went
+    #: unfollowed (no pixel, plain links, files as attachments) and the token was dropped.
+    follow_refused: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Running totals of human events, kept by the event worker so that the timeline and the
     # interactions view never count events (machine events are kept but not counted here).
     opens: Mapped[int] = mapped_column(default=0)
