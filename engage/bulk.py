@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .content import clean_html, format_address, subject_error
+from .content import clean_html, format_address, header_safe, subject_error
 from .context import current_engage
 from .emails import DraftInput, save_draft, submit
 from .i18n import gettext as _
@@ -56,7 +56,7 @@ def send_bulk(
             skipped.append((ref, _("no email address")))
             continue
         draft = DraftInput(
-            to=format_address(record.name, record.email),
+            to=format_address(header_safe(record.name), record.email),
             subject=subject,
             body=body,
             regarding=ref,

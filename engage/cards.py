@@ -28,7 +28,7 @@ from .access import owned_by_visible
 from .context import current_engage
 from .i18n import gettext as _
 from .i18n import ngettext
-from .local_time import parse_local
+from .local_time import HORIZON, parse_local
 from .models import (
     Activity,
     ActivityKind,
@@ -264,6 +264,8 @@ def snooze_until(value: str, zone: str, *, now: datetime | None = None) -> datet
         raise ValueError(_("Choose a date and time to snooze until.")) from None
     if until <= now:
         raise ValueError(_("That time has passed: choose a time in the future."))
+    if until > now + HORIZON:
+        raise ValueError(_("That is too far ahead: choose a time within the next ten years."))
     return until
 
 

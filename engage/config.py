@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_MESSAGE_ID_DOMAIN": None,
     # The largest email body accepted, in kilobytes.
     "ENGAGE_MAX_BODY_KB": 512,
+    # The most recipients (To, Cc and Bcc together) one email may have.
+    "ENGAGE_MAX_RECIPIENTS": 100,
     # The largest attachment accepted, in megabytes.
     "ENGAGE_MAX_ATTACHMENT_MB": 20,
     # The attachment store: a folder; ``None`` means ``<instance_path>/engage-attachments``.

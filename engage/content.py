@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass
 from email.utils import getaddresses
 from html.parser import HTMLParser
@@ -44,6 +45,49 @@ class ParsedAddresses:
 
     valid: list[Address]
     invalid: list[str]
+
+
+def header_problem(text: str) -> str | None:
+    """Why ``text`` cannot go into a header as it is (``"line break"``, ``"control
+    character"``), or ``None`` when it can.
+
+    A line break would let the writer add headers of their own (header injection), and the MIME
+    layer refuses every character Python reads as a line end: CR and LF, but also vertical tab,
+    form feed, the file/group/record separators, NEL (U+0085) and the Unicode line and paragraph
+    separators. Other control characters (NUL, …) and lone surrogates cannot be stored or sent
+    reliably either. Tab is allowed.
+    """
+    if len(f"a{text}b".splitlines()) > 1:
+        return "line break"
+    for char in text:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Cs"):
+            return "control character"
+    return None
+
+
+def header_safe(text: str) -> str:
+    """``text`` fit for a header: each line break or control character becomes a space.
+
+    For names that come from elsewhere (a host's records, its users): what a rep types is
+    refused instead, with :func:`header_problem`.
+    """
+    if header_problem(text) is None:
+        return text
+    cleaned = "".join(
+        " " if char != "\t" and unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") else char
+        for char in text
+    )
+    return " ".join(cleaned.split())
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without control characters (NUL, …) and lone surrogates; tab and line ends stay.
+
+    A body may hold line breaks, but no database or mail server takes a NUL.
+    """
+    return "".join(
+        char for char in text if char in "\t\n\r" or unicodedata.category(char) not in ("Cc", "Cs")
+    )
 
 
 def format_address(name: str, address: str) -> str:
@@ -94,7 +138,7 @@ def parse_addresses(text: str) -> ParsedAddresses:
     for entry in _split_entries(text or ""):
         parsed = getaddresses([entry])
         name, address = parsed[0] if len(parsed) == 1 else ("", "")
-        if not address or "\r" in entry or "\n" in entry:
+        if not address or "\r" in entry or "\n" in entry or header_problem(entry):
             invalid.append(entry)
             continue
         try:
@@ -114,10 +158,11 @@ def subject_error(subject: str) -> str | None:
     """Why ``subject`` cannot be used as a Subject header, or ``None`` when it can.
 
     A line break in a header would let the writer add headers of their own (header injection),
-    so it is refused rather than silently removed.
+    so it is refused rather than silently removed; so is a control character (see
+    :func:`header_problem`).
     """
-    if "\r" in subject or "\n" in subject:
-        return "line break"
+    if problem := header_problem(subject):
+        return problem
     if len(subject) > 900:
         return "too long"
     return None
@@ -126,7 +171,7 @@ def subject_error(subject: str) -> str | None:
 def clean_html(body: str) -> str:
     """The body's HTML with everything but simple formatting and safe links removed."""
     return nh3.clean(
-        body or "",
+        strip_controls(body or ""),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=ALLOWED_SCHEMES,

@@ -28,9 +28,11 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import errors as email_errors
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
+from email.policy import Policy
 from email.utils import format_datetime
 from urllib.parse import unquote, urlsplit
 
@@ -38,7 +40,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from . import queueing, template_performance
-from .content import format_address, html_to_text
+from .content import format_address, header_safe, html_to_text
 from .context import current_engage
 from .i18n import format_size
 from .i18n import gettext as _
@@ -129,7 +131,7 @@ def build_message(
     if not to and not cc:
         # Only Bcc recipients: say so without naming anyone, as mail clients do.
         message["To"] = "undisclosed-recipients:;"
-    message["Subject"] = email.subject
+    message["Subject"] = header_safe(email.subject)
     message["Date"] = format_datetime(email.submitted_at or utcnow())
     message["Message-ID"] = email.message_id
     message["X-Engage-Email"] = str(email.id)
@@ -166,9 +168,17 @@ def mime_attachments(email: Email, *, followed_copy: bool) -> list[Attachment]:
 
 
 def read_attachment(attachment: Attachment) -> bytes:
-    """The bytes of an attachment, from the attachment store."""
-    with current_engage.store.open(attachment.storage_key) as stream:
-        return stream.read()
+    """The bytes of an attachment, from the attachment store.
+
+    :raises Unbuildable: when the store no longer has them.
+    """
+    try:
+        with current_engage.store.open(attachment.storage_key) as stream:
+            return stream.read()
+    except (KeyError, FileNotFoundError) as exc:
+        raise Unbuildable(
+            f"the attachment {attachment.filename} is missing from the attachment store"
+        ) from exc
 
 
 def _links_html(links: list[tuple[Attachment, str]]) -> str:
@@ -188,7 +198,9 @@ def _links_text(links: list[tuple[Attachment, str]]) -> str:
 
 
 def _header_address(party: Party) -> str:
-    return format_address(party.name, party.address)
+    # Names may come from the host's records and users, which engage does not check: a line
+    # break there must not stop the copy from being built.
+    return format_address(header_safe(party.name), party.address)
 
 
 def _html_document(body: str) -> str:
@@ -197,6 +209,30 @@ def _html_document(body: str) -> str:
 
 class _Transient(Exception):
     """A failure worth trying again later."""
+
+
+class Unbuildable(Exception):
+    """A copy that cannot be turned into a message, now or ever; ``str(exc)`` says why."""
+
+
+def _flatten(email: Email, party: Party, files: Mapping[int, bytes], policy: Policy) -> bytes:
+    """The bytes of ``party``'s copy.
+
+    :raises Unbuildable: when the message cannot be built (a header the MIME layer refuses, a
+        file gone from the store): retrying would fail the same way, so the copy fails now.
+    """
+    try:
+        return build_message(email, party, files).as_bytes(policy=policy)
+    except Unbuildable:
+        raise
+    except (ValueError, TypeError, LookupError, UnicodeError, email_errors.MessageError) as exc:
+        raise Unbuildable(f"the message could not be built: {exc}") from exc
+
+
+def _cannot_build(party: Party, exc: Unbuildable) -> None:
+    party.delivery_state = DeliveryState.FAILED
+    party.delivery_error = str(exc)
+    party.delivery_attempts += 1
 
 
 def retry_delays() -> list[float]:
@@ -294,24 +330,30 @@ def _send_copies(
     # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
     smtputf8 = not all(p.address.isascii() for p in email.parties)
     policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
-    # Files that travel as MIME parts are read from the store once, not once per copy.
-    files = {
-        a.id: read_attachment(a) for a in mime_attachments(email, followed_copy=email.followed)
-    }
-    # Unfollowed, every copy carries the same headers and body (the envelope alone names its
-    # recipient), so the message is built and flattened once. Followed, each copy has its own.
-    shared = (
-        None if email.followed else build_message(email, pending[0], files).as_bytes(policy=policy)
-    )
+    try:
+        # Files that travel as MIME parts are read from the store once, not once per copy.
+        files = {
+            a.id: read_attachment(a) for a in mime_attachments(email, followed_copy=email.followed)
+        }
+        # Unfollowed, every copy carries the same headers and body (the envelope alone names
+        # its recipient), so the message is built and flattened once. Followed, each copy has
+        # its own.
+        shared = None if email.followed else _flatten(email, pending[0], files, policy)
+    except Unbuildable as exc:
+        for party in pending:
+            _cannot_build(party, exc)
+        return
     client: smtplib.SMTP | None = None
     try:
         for count, party in enumerate(pending, start=1):
             try:
+                data = shared or _flatten(email, party, files, policy)
                 if client is None:
                     client = _open(settings)
-                data = shared or build_message(email, party, files).as_bytes(policy=policy)
                 if _send_one(client, data, party, sender, smtputf8):
                     journal.note(party)
+            except Unbuildable as exc:
+                _cannot_build(party, exc)
             except _Transient as exc:
                 party.delivery_state = DeliveryState.RETRYING
                 party.delivery_error = str(exc)

@@ -19,6 +19,7 @@ from .context import current_engage
 from .delivery import cancel_scheduled_job, enqueue_delivery, prepare_resend, schedule_delivery
 from .follow import FollowStatus, follow_status
 from .i18n import gettext as _
+from .i18n import ngettext
 from .models import (
     Email,
     EmailStatus,
@@ -158,11 +159,29 @@ def check(draft: DraftInput, *, sending: bool) -> dict[str, str]:
             errors[name] = _(
                 "Not a valid email address: %(entries)s", entries=", ".join(parsed.invalid)
             )
+    limit = int(current_app.config["ENGAGE_MAX_RECIPIENTS"])
+    if count > limit:
+        errors.setdefault(
+            "to",
+            ngettext(
+                "An email can have at most %(num)d recipient; this one has %(count)d. "
+                "Remove some, or write to a selection of records with bulk email.",
+                "An email can have at most %(num)d recipients; this one has %(count)d. "
+                "Remove some, or write to a selection of records with bulk email.",
+                limit,
+                count=count,
+            ),
+        )
     if sending and count == 0 and not any(e in errors for e in ("to", "cc", "bcc")):
         errors["to"] = _("Add at least one recipient to send. You can still save the draft.")
     problem = subject_error(draft.subject)
     if problem == "line break":
         errors["subject"] = _("The subject must be one line: remove the line break.")
+    elif problem == "control character":
+        errors["subject"] = _(
+            "The subject holds an invisible control character that email cannot carry: "
+            "retype the subject."
+        )
     elif problem:
         errors["subject"] = _("The subject is too long.")
     limit_kb = int(current_app.config["ENGAGE_MAX_BODY_KB"])
@@ -207,9 +226,24 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
             )
     email.parties = parties
     session.flush()
+    _keep_reminder(session, email, draft.reminder)
     sync_email_activities(session, email)
     session.commit()
     return email
+
+
+def _keep_reminder(session: Session, email: Email, reminder: ReminderInput | None) -> None:
+    # The draft's reminder is stored with it, in the same commit: a draft is never saved
+    # without the reminder it carries. It becomes active (scheduled) only when it is sent.
+    row = session.scalar(sa.select(Reminder).where(Reminder.email_id == email.id))
+    if reminder is None:
+        if row is not None:
+            session.delete(row)
+        return
+    if row is None:
+        row = Reminder(email_id=email.id, owner_id=email.owner_id)
+        session.add(row)
+    row.reset(reminder.title, reminder.condition, reminder.remind_at)
 
 
 def submit(

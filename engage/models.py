@@ -543,6 +543,16 @@ class Reminder(Base):
 
     email: Mapped[Email] = relationship()
 
+    def reset(self, title: str, condition: str, remind_at: datetime) -> None:
+        """Set what the reminder says and when it is due; it is pending again."""
+        self.title = title.strip()
+        self.condition = condition
+        self.remind_at = remind_at
+        self.state = REMINDER_PENDING
+        self.resolved_reason = None
+        self.met_at = None
+        self.fired_at = None
+
 
 class Card(Base):
     """One action card in a rep's assistant panel."""

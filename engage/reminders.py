@@ -32,6 +32,7 @@ from .context import current_engage
 from .emails import DraftInput, ReminderInput
 from .i18n import format_when, ngettext
 from .i18n import gettext as _
+from .local_time import HORIZON
 from .models import (
     REMINDER_FIRED,
     REMINDER_PENDING,
@@ -142,6 +143,8 @@ def check(
         )
     if must_be_future and reminder.remind_at <= now:
         errors["reminder_at"] = _("That time has passed; choose a time in the future.")
+    elif reminder.remind_at > now + HORIZON:
+        errors["reminder_at"] = _("That is too far ahead: choose a time within the next ten years.")
     elif send_at is not None and reminder.remind_at <= send_at:
         errors["reminder_at"] = _(
             "Choose a time after the email goes out (it is scheduled for later)."
@@ -234,34 +237,6 @@ def check_draft(draft: DraftInput, *, followed: bool, sending: bool) -> dict[str
 def reminder_of(session: Session, email_id: int) -> Reminder | None:
     """The email's reminder, if it has one."""
     return session.scalar(sa.select(Reminder).where(Reminder.email_id == email_id))
-
-
-def keep_with_draft(session: Session, email: Email, reminder: ReminderInput | None) -> None:
-    """Store the draft's reminder (Save), replacing or removing what was kept, and commit.
-
-    Nothing is scheduled yet: the reminder becomes active with :func:`activate` on Send.
-    """
-    row = reminder_of(session, email.id)
-    if reminder is None:
-        if row is not None:
-            session.delete(row)
-            session.commit()
-        return
-    if row is None:
-        row = Reminder(email_id=email.id, owner_id=email.owner_id)
-        session.add(row)
-    _write(row, reminder)
-    session.commit()
-
-
-def _write(row: Reminder, reminder: ReminderInput) -> None:
-    row.title = reminder.title.strip()
-    row.condition = reminder.condition
-    row.remind_at = reminder.remind_at
-    row.state = PENDING
-    row.resolved_reason = None
-    row.met_at = None
-    row.fired_at = None
 
 
 def activate(email: Email) -> None:
@@ -573,7 +548,7 @@ def set_reminder(session: Session, email: Email, reminder: ReminderInput) -> Rem
         session.add(row)
     else:
         _cancel_job(row)
-    _write(row, reminder)
+    row.reset(reminder.title, reminder.condition, reminder.remind_at)
     session.commit()
     schedule_reminder(row)
     return row

@@ -24,6 +24,7 @@ from .content import clean_html, html_to_text, parse_addresses
 from .context import current_engage
 from .i18n import gettext as _
 from .i18n import locale_tag
+from .ids import parse_id
 from .models import EmailTemplate, utcnow
 from .records import Record, RecordRef
 from .template_performance import MEASURES, Performance, best_templates
@@ -361,9 +362,10 @@ def _render_for(
 
 def active_template(template_id: str | None) -> EmailTemplate | None:
     """The active template with this id (from a form), or ``None``."""
-    if not template_id or not template_id.isdigit():
+    row_id = parse_id(template_id)
+    if row_id is None:
         return None
-    template = current_engage.session.get(EmailTemplate, int(template_id))
+    template = current_engage.session.get(EmailTemplate, row_id)
     return template if template is not None and template.retired_at is None else None
 
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from .access import owned_by_visible
+from .ids import parse_id
 from .models import Activity, ActivityKind, Email, PartyRole, TrackingEvent, utcnow
 from .records import EngageUser, RecordRef
 
@@ -38,10 +39,14 @@ class Cursor:
         :raises ValueError: when ``text`` is not such a cursor.
         """
         micros, sep, ident = text.partition(".")
-        if not sep or not micros.isdigit() or not ident.isdigit():
+        moment, row = parse_id(micros), parse_id(ident)
+        if not sep or moment is None or row is None:
             raise ValueError(f"not a timeline cursor: {text!r}")
-        when = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
-        return cls(when, int(ident))
+        try:
+            when = datetime.fromtimestamp(moment / 1_000_000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"not a timeline cursor: {text!r}") from None
+        return cls(when, row)
 
 
 @dataclass(frozen=True, slots=True)

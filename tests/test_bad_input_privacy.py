@@ -6,11 +6,14 @@ what the recipient actually received (no pixel, no tracked link) and what engage
 
 from __future__ import annotations
 
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 import sqlalchemy as sa
 
 from engage.demo.models import Contact, Lead, db
-from engage.models import Email, Party, PartyRole
+from engage.models import Email, Party, PartyRole, utcnow
 from tests.demo_support import (
     PREFIX,
     Rep,
@@ -130,6 +133,7 @@ def test_a_recipient_who_opts_out_after_scheduling_gets_an_unfollowed_copy(demo)
         ).first()
         db.session.expunge(other)
     rep = Rep(app, "Mia Berg")
+    tomorrow = (utcnow() + timedelta(days=1)).replace(second=0, microsecond=0)
     # Scheduled for tomorrow, followed: both recipients allow it today.
     answer = rep.post(
         f"{PREFIX}/compose",
@@ -144,7 +148,9 @@ def test_a_recipient_who_opts_out_after_scheduling_gets_an_unfollowed_copy(demo)
             "body_format": "html",
             "follow": "1",
             "action": "schedule",
-            "send_at_local": "2099-01-05T09:00",
+            "send_at_local": tomorrow.astimezone(ZoneInfo("Europe/Berlin")).strftime(
+                "%Y-%m-%dT%H:%M"
+            ),
         },
     )
     assert answer.status_code == 200
@@ -159,7 +165,7 @@ def test_a_recipient_who_opts_out_after_scheduling_gets_an_unfollowed_copy(demo)
         "body_format": "html",
         "follow": "1",
         "action": "send",
-        "send_at": "2099-01-05T09:00:00+00:00",
+        "send_at": tomorrow.isoformat(),
     }
     assert rep.post(f"{PREFIX}/compose", hidden).status_code in (200, 302)
     with app.app_context():

@@ -13,7 +13,6 @@ from flask import abort, current_app, redirect, render_template, request, url_fo
 from markupsafe import Markup
 
 from .. import cards
-from ..access import can_see
 from ..context import current_engage
 from ..i18n import gettext as _
 from ..local_time import sender_zone
@@ -40,10 +39,12 @@ def _register_assistant_global(state: Any) -> None:
     state.app.add_template_global(engage_assistant, "engage_assistant")
 
 
-def _visible_card_or_404(card_id: int) -> tuple[EngageUser, Card]:
+def _own_card_or_404(card_id: int) -> tuple[EngageUser, Card]:
+    """The signed-in user's own card. A manager sees the team's cards (S37) but acts only on
+    their own, as with drafts, reminders and attachments: anyone else's card is 404."""
     user = sales_user()
     card = current_engage.session.get(Card, card_id)
-    if card is None or not can_see(user, card.owner_id, card.owner_team):
+    if card is None or card.owner_id != user.id:
         abort(404)
     return user, card
 
@@ -120,10 +121,10 @@ def assistant_mark_read() -> Any:
     return _panel_response(user)
 
 
-@blueprint.post("/assistant/cards/<int:card_id>/dismiss")
+@blueprint.post("/assistant/cards/<engage_id:card_id>/dismiss")
 def card_dismiss(card_id: int) -> Any:
     """Dismiss a card: it leaves the panel for good."""
-    user, card = _visible_card_or_404(card_id)
+    user, card = _own_card_or_404(card_id)
     cards.dismiss(current_engage.session, card)
     return _panel_response(user)
 
@@ -142,10 +143,10 @@ def _failed_form(user: EngageUser, form: str, **context: Any) -> Any:
     return _form_page(user, form, **context), 422
 
 
-@blueprint.route("/assistant/cards/<int:card_id>/snooze", methods=["GET", "POST"])
+@blueprint.route("/assistant/cards/<engage_id:card_id>/snooze", methods=["GET", "POST"])
 def card_snooze(card_id: int) -> Any:
     """Snooze a card until a chosen time (a quick choice or a time in the user's zone)."""
-    user, card = _visible_card_or_404(card_id)
+    user, card = _own_card_or_404(card_id)
     zone = sender_zone(user, request.values.get("browser_zone"))
     local_now = utcnow().astimezone(ZoneInfo(zone))
     context: dict[str, Any] = {
@@ -168,10 +169,10 @@ def card_snooze(card_id: int) -> Any:
     return _panel_response(user)
 
 
-@blueprint.route("/assistant/cards/<int:card_id>/phone-call", methods=["GET", "POST"])
+@blueprint.route("/assistant/cards/<engage_id:card_id>/phone-call", methods=["GET", "POST"])
 def card_phone_call(card_id: int) -> Any:
     """Create a phone call activity from a card, pre-filled from its record (S33)."""
-    user, card = _visible_card_or_404(card_id)
+    user, card = _own_card_or_404(card_id)
     record = current_engage.records.get(card.regarding) if card.regarding else None
     if request.method == "GET":
         who = card.party.name if card.party and card.party.name else None

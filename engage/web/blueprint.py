@@ -14,11 +14,13 @@ from flask import Blueprint, Response, current_app, render_template, request, ur
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 from wtforms.validators import ValidationError
 
 from ..context import current_engage
 from ..i18n import format_when, locale_tag, ngettext
 from ..i18n import gettext as _
+from ..ids import MAX_ID
 from ..records import RecordRef
 from .guards import Denied
 from .htmx import add_vary
@@ -34,6 +36,20 @@ blueprint = Blueprint(
     static_folder="static",
     static_url_path="/static",
 )
+
+
+class RowIdConverter(IntegerConverter):
+    """``<engage_id:name>``: a row id in a URL; a number no row can have is not found (404)."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=MAX_ID)
+
+
+@blueprint.record_once
+def _register_converters(state: Any) -> None:
+    # Registered before the routes below are added: the route modules use it for every id.
+    state.app.url_map.converters.setdefault("engage_id", RowIdConverter)
+
 
 #: Endpoints that take POSTs from outside a signed-in browser and check their own tokens.
 CSRF_EXEMPT: set[str] = set()

@@ -14,6 +14,7 @@ from ..content import text_to_html
 from ..context import current_engage
 from ..emails import DraftInput, check
 from ..i18n import gettext as _
+from ..ids import parse_id
 from ..models import Email
 from ..records import Record, RecordRef
 from .blueprint import blueprint
@@ -83,7 +84,8 @@ def bulk_compose() -> Any:
 def bulk_sent() -> Any:
     """What a bulk send queued, with each email's status."""
     user = sales_user()
-    ids = [int(i) for i in request.args.get("ids", "").split(",") if i.isdigit()]
+    found = (parse_id(i) for i in request.args.get("ids", "").split(","))
+    ids = [i for i in found if i is not None]
     emails = [
         e
         for e in (current_engage.session.get(Email, i) for i in ids[:MAX_RECIPIENTS])

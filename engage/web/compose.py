@@ -11,19 +11,30 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
 
 from .. import emails, reminders
 from .. import template_library as library
 from ..attachments import AttachmentRefused, attach
-from ..content import Address
+from ..content import Address, header_safe
 from ..context import current_engage
 from ..emails import DraftInput
 from ..i18n import format_when, ngettext
 from ..i18n import gettext as _
 from ..local_time import sender_zone
 from ..models import Email, EmailStatus, utcnow
-from ..records import Record, RecordRef
+from ..records import EngageUser, Record, RecordRef
 from ..send_later import send_later_state
 from ..templating import TemplateBroken, TemplateRefused
 from .blueprint import blueprint
@@ -42,6 +53,8 @@ from .compose_form import (
 )
 from .guards import sales_user, visible_email_or_404
 from .htmx import is_htmx
+
+blueprint.add_app_template_global(slot_id, "engage_compose_slot")
 
 
 def _record_or_404(ref: RecordRef | None) -> Record | None:
@@ -101,7 +114,7 @@ def compose() -> Any:
     record = _record_or_404(ref)
     draft = DraftInput(regarding=ref)
     if record is not None and record.email:
-        draft.to = str(Address(record.email, record.name))
+        draft.to = str(Address(record.email, header_safe(record.name)))
         draft.picked = {record.email.lower(): record.ref}
     return render_compose(draft, email=None)
 
@@ -113,7 +126,7 @@ def compose_closed() -> Any:
     ref = ref_or_400(request.args.get("regarding"))
     if not is_htmx():
         return redirect(back_url(ref))
-    return f'<div id="{slot_id(ref)}"></div>'
+    return Markup('<div id="{}"></div>').format(slot_id(ref))
 
 
 @blueprint.post("/compose")
@@ -122,7 +135,7 @@ def create_email() -> Any:
     return _save_or_send(None)
 
 
-@blueprint.route("/emails/<int:email_id>/edit", methods=["GET", "POST"])
+@blueprint.route("/emails/<engage_id:email_id>/edit", methods=["GET", "POST"])
 def edit_email(email_id: int) -> Any:
     """Reopen a draft in the compose panel, or save or send it."""
     email = visible_email_or_404(email_id)
@@ -139,6 +152,23 @@ def _save_or_send(email: Email | None) -> Any:
     if email is not None and email.owner_id != user.id:
         abort(404)  # a manager may read the team's drafts, not write them
     draft, errors = read_draft()
+    try:
+        return _act(user, email, draft, errors)
+    except HTTPException:
+        raise
+    except Exception:
+        # Whatever went wrong, the rep's text is not thrown away: the panel comes back with
+        # everything as typed, and the failure is logged for the operator.
+        current_engage.session.rollback()
+        current_app.logger.exception("engage: saving or sending an email failed")
+        problem = _(
+            "Something went wrong on our side, so nothing was saved or sent. Everything you "
+            "typed is still here: try again in a moment."
+        )
+        return render_compose(draft, email=email, errors={"form": problem}, status=500)
+
+
+def _act(user: EngageUser, email: Email | None, draft: DraftInput, errors: dict[str, str]) -> Any:
     action = request.form.get("action")
     if action == "apply_template":
         return _apply_template(draft, email)
@@ -179,7 +209,6 @@ def _save_or_send(email: Email | None) -> Any:
         raise
     if stored is not None:
         attach(session, email, stored)
-    reminders.keep_with_draft(session, email, draft.reminder)
     if sending:
         emails.submit(session, user, email, send_at=draft.send_at)
         reminders.activate(email)
@@ -193,7 +222,7 @@ def _save_or_send(email: Email | None) -> Any:
     return response
 
 
-@blueprint.post("/emails/<int:email_id>/delete")
+@blueprint.post("/emails/<engage_id:email_id>/delete")
 def delete_email(email_id: int) -> Any:
     """Delete a draft, or a scheduled email before its time (S23)."""
     user = sales_user()

@@ -213,7 +213,7 @@ def attach_to_new_email() -> Any:
     return response
 
 
-@blueprint.post("/emails/<int:email_id>/attachments")
+@blueprint.post("/emails/<engage_id:email_id>/attachments")
 def attach_to_email(email_id: int) -> Any:
     """Attach a file to a saved draft; the rest of the form comes back as typed."""
     email = _owned_draft(email_id)
@@ -229,7 +229,7 @@ def attach_to_email(email_id: int) -> Any:
     return _panel(draft, email, errors, notice=_("Attached “%(name)s”.", name=attachment.filename))
 
 
-@blueprint.post("/emails/<int:email_id>/attachments/<int:attachment_id>/remove")
+@blueprint.post("/emails/<engage_id:email_id>/attachments/<engage_id:attachment_id>/remove")
 def remove_attachment(email_id: int, attachment_id: int) -> Any:
     """Remove a file from a draft and delete its bytes."""
     email = _owned_draft(email_id)
@@ -240,7 +240,7 @@ def remove_attachment(email_id: int, attachment_id: int) -> Any:
     return _panel(draft, email, errors, notice=_("Removed “%(name)s”.", name=name))
 
 
-@blueprint.post("/emails/<int:email_id>/attachments/<int:attachment_id>/follow")
+@blueprint.post("/emails/<engage_id:email_id>/attachments/<engage_id:attachment_id>/follow")
 def follow_attachment(email_id: int, attachment_id: int) -> Any:
     """Follow a file: recipients get a tracked link to it. Needs follow status On (S17)."""
     email = _owned_draft(email_id)
@@ -260,7 +260,7 @@ def follow_attachment(email_id: int, attachment_id: int) -> Any:
     return _panel(draft, email, errors, notice=notice)
 
 
-@blueprint.post("/emails/<int:email_id>/attachments/<int:attachment_id>/unfollow")
+@blueprint.post("/emails/<engage_id:email_id>/attachments/<engage_id:attachment_id>/unfollow")
 def unfollow_attachment(email_id: int, attachment_id: int) -> Any:
     """Stop following a file: it goes with the email as a normal attachment."""
     email = _owned_draft(email_id)
@@ -272,7 +272,7 @@ def unfollow_attachment(email_id: int, attachment_id: int) -> Any:
     return _panel(draft, email, errors, notice=notice)
 
 
-@blueprint.get("/emails/<int:email_id>/attachments/<int:attachment_id>")
+@blueprint.get("/emails/<engage_id:email_id>/attachments/<engage_id:attachment_id>")
 def download_attachment(email_id: int, attachment_id: int) -> Response:
     """A file of an email, for the rep who may see that email (no tracking)."""
     email = visible_email_or_404(email_id)

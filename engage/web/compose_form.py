@@ -15,7 +15,8 @@ write.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import datetime
 from typing import Any
 
 from flask import abort, current_app, make_response, render_template, request, url_for
@@ -27,7 +28,8 @@ from ..content import html_to_text
 from ..context import current_engage
 from ..emails import DraftInput, ReminderInput
 from ..i18n import gettext as _
-from ..local_time import parse_local, sender_zone
+from ..ids import parse_id
+from ..local_time import parse_carried, parse_local, read_future_time, sender_zone
 from ..models import Email, EmailTemplate, utcnow
 from ..records import EngageUser, RecordRef
 from ..send_later import send_later_state
@@ -142,10 +144,10 @@ class ComposeForm(Form):
         draft.reminder = self._reminder(
             action, errors, followed=followed(draft), send_at=draft.send_at, zone=zone
         )
-        template_id = self.value("template_id")
+        template_id = parse_id(self.value("template_id"))
         applied = (
-            current_engage.session.get(EmailTemplate, int(template_id))
-            if template_id.isdigit()
+            current_engage.session.get(EmailTemplate, template_id)
+            if template_id is not None
             else None
         )
         if applied is not None:  # kept even if retired meanwhile: the message still used it
@@ -169,34 +171,23 @@ class ComposeForm(Form):
         # delay already set travels on.
         if action == "unschedule":
             return None
-        current = None
-        if carried := self.value("send_at"):
-            try:
-                current = datetime.fromisoformat(carried).astimezone(UTC)
-            except ValueError:
-                current = None
+        now = utcnow()
+        current = parse_carried(self.value("send_at"), now=now)
         if action != "schedule":
             return current
         try:
-            when = parse_local(self.value("send_at_local"), zone)
-        except ValueError:
-            errors["send_at"] = _("Enter a date and a time, like 2026-11-27 08:00.")
+            return read_future_time(self.value("send_at_local"), zone, now=now)
+        except ValueError as refusal:
+            errors["send_at"] = str(refusal)
             return current
-        if when <= utcnow():
-            errors["send_at"] = _("That time has passed; choose a time in the future.")
-            return current
-        return when
 
     def _carried_reminder(self) -> ReminderInput | None:
         raw = self.value("reminder_at")
         condition = self.value("reminder_condition")
         if not raw or condition not in reminders.CONDITIONS:
             return None
-        try:
-            when = datetime.fromisoformat(raw)
-        except ValueError:
-            return None
-        if when.tzinfo is None:
+        when = parse_carried(raw, now=utcnow())
+        if when is None:
             return None
         return ReminderInput(self.value("reminder_title"), condition, when)
 
@@ -272,8 +263,22 @@ def followed(draft: DraftInput) -> bool:
 
 
 def slot_id(ref: RecordRef | None) -> str:
-    """The id of the element the compose panel of ``ref``'s timeline lives in."""
-    return f"engage-compose-{ref.type}-{ref.id}" if ref else "engage-compose"
+    """The id of the element the compose panel of ``ref``'s timeline lives in.
+
+    Record types and ids come from the host and from URLs: every character but letters,
+    digits, ``_`` and ``-`` is written as its code point, so the id is safe in an HTML
+    attribute and in a CSS selector (``hx-target="#…"``) whatever the reference holds.
+    """
+    if ref is None:
+        return "engage-compose"
+    return f"engage-compose-{_id_part(ref.type)}-{_id_part(ref.id)}"
+
+
+_UNSAFE_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _id_part(text: str) -> str:
+    return _UNSAFE_IN_ID.sub(lambda m: f"_{ord(m.group()):x}_", text)
 
 
 def back_url(ref: RecordRef | None) -> str:

@@ -14,7 +14,7 @@ from ..access import can_see
 from ..context import current_engage
 from ..i18n import format_when
 from ..i18n import gettext as _
-from ..local_time import parse_local, sender_zone
+from ..local_time import read_future_time, sender_zone
 from ..models import Activity, Email, EmailStatus, utcnow
 from ..send_later import reschedule, send_now
 from .blueprint import blueprint
@@ -23,7 +23,7 @@ from .guards import sales_user, visible_email_or_404
 from .htmx import is_htmx
 
 
-@blueprint.get("/emails/<int:email_id>")
+@blueprint.get("/emails/<engage_id:email_id>")
 def email_detail(email_id: int) -> Any:
     """One email, read-only, with its parties and each recipient's delivery."""
     email = visible_email_or_404(email_id)
@@ -34,7 +34,7 @@ def email_detail(email_id: int) -> Any:
     return render_template("engage/email_page.html", **context)
 
 
-@blueprint.post("/emails/<int:email_id>/resend")
+@blueprint.post("/emails/<engage_id:email_id>/resend")
 def resend_email(email_id: int) -> Any:
     """Try the failed copies of an email again."""
     user = sales_user()
@@ -51,7 +51,7 @@ def resend_email(email_id: int) -> Any:
     return redirect(url_for("engage.email_detail", email_id=email.id))
 
 
-@blueprint.get("/activities/<int:activity_id>")
+@blueprint.get("/activities/<engage_id:activity_id>")
 def activity_item(activity_id: int) -> Any:
     """One timeline entry, polled while its email is on its way."""
     user = sales_user()
@@ -61,7 +61,7 @@ def activity_item(activity_id: int) -> Any:
     return render_template("engage/_activity.html", activity=activity)
 
 
-@blueprint.get("/emails/<int:email_id>/interactions")
+@blueprint.get("/emails/<engage_id:email_id>/interactions")
 def email_interactions(email_id: int) -> Any:
     """View message interactions (SPEC S34): KPIs per recipient and the history of events."""
     email = visible_email_or_404(email_id)
@@ -80,19 +80,25 @@ def _own_scheduled_or_404(email_id: int) -> Email:
     return email
 
 
-@blueprint.post("/emails/<int:email_id>/reschedule")
+@blueprint.post("/emails/<engage_id:email_id>/reschedule")
 def reschedule_email(email_id: int) -> Any:
     """Change schedule of a scheduled email (S22, S23)."""
     email = _own_scheduled_or_404(email_id)
     zone = sender_zone(sales_user(), request.form.get("browser_zone"))
+    typed = request.form.get("send_at_local", "")
     try:
-        when = parse_local(request.form.get("send_at_local", ""), zone)
-    except ValueError:
-        flash(_("Enter a date and a time, like 2026-11-27 08:00."), "engage-error")
-        return redirect(url_for("engage.email_detail", email_id=email.id)), 303
-    if when <= utcnow():
-        flash(_("That time has passed; choose a time in the future."), "engage-error")
-        return redirect(url_for("engage.email_detail", email_id=email.id)), 303
+        when = read_future_time(typed, zone, now=utcnow())
+    except ValueError as refusal:
+        # The page comes back with the error next to the field and the time as typed.
+        regarding = current_engage.records.get(email.regarding) if email.regarding else None
+        page = render_template(
+            "engage/email_page.html",
+            email=email,
+            regarding=regarding,
+            reschedule_error=str(refusal),
+            reschedule_value=typed,
+        )
+        return page, 422
     reschedule(email, when)
     local = when.astimezone(ZoneInfo(zone))
     flash(
@@ -108,7 +114,7 @@ def reschedule_email(email_id: int) -> Any:
     return response
 
 
-@blueprint.post("/emails/<int:email_id>/send-now")
+@blueprint.post("/emails/<engage_id:email_id>/send-now")
 def send_email_now(email_id: int) -> Any:
     """Remove delay: send a scheduled email at once."""
     email = _own_scheduled_or_404(email_id)
@@ -133,7 +139,7 @@ def engage_reminder_panel(email: Email) -> reminders.ReminderPanel | None:
 blueprint.add_app_template_global(engage_reminder_panel, "engage_reminder_panel")
 
 
-@blueprint.post("/emails/<int:email_id>/reminder")
+@blueprint.post("/emails/<engage_id:email_id>/reminder")
 def email_reminder(email_id: int) -> Any:
     """Set, change or remove the reminder of a sent or scheduled email (S23, S25, S26)."""
     user = sales_user()

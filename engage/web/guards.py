@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, make_response, render_template
+from flask import abort, has_request_context, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ..access import can_see
@@ -28,6 +28,8 @@ class Denied(HTTPException):
         self.title = title
 
     def get_response(self, environ: Any = None, scope: Any = None) -> Any:  # noqa: ARG002
+        if self.code == 413:
+            _forget_the_body()
         template = "engage/_denied.html" if is_htmx() else "engage/denied.html"
         body = render_template(
             template, title=self.title, reason=self.description, status=self.code
@@ -36,6 +38,19 @@ class Denied(HTTPException):
         # engage.js swaps explained refusals in, where htmx would drop a 4xx answer.
         response.headers["X-Engage-Explained"] = "1"
         return add_vary(response)
+
+
+def _forget_the_body() -> None:
+    """After a body too large to read, let the refusal page read an empty form instead.
+
+    A host's layout (or Flask-WTF) may touch ``request.form`` or ``request.files`` while the
+    refusal renders; reading the body again would raise the same 413 there, as a 500. The
+    values are put where Werkzeug itself keeps the parsed form, in the request's ``__dict__``.
+    """
+    if has_request_context():
+        empty = request.parameter_storage_class()
+        request.__dict__.setdefault("form", empty)
+        request.__dict__.setdefault("files", request.parameter_storage_class())
 
 
 def _signed_in_user() -> EngageUser:

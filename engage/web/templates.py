@@ -66,7 +66,7 @@ def template_new() -> Any:
     return _edit(None)
 
 
-@blueprint.route("/templates/<int:template_id>", methods=["GET", "POST"])
+@blueprint.route("/templates/<engage_id:template_id>", methods=["GET", "POST"])
 def template_edit(template_id: int) -> Any:
     """Edit, preview, retire or restore a template."""
     manager_user()

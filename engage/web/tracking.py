@@ -52,7 +52,7 @@ def tracking_pixel(token: str) -> Response:
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
 
 
-@blueprint.route("/t/c/<token>/<int:position>", methods=["GET", "HEAD"])
+@blueprint.route("/t/c/<token>/<engage_id:position>", methods=["GET", "HEAD"])
 def tracking_click(token: str, position: int) -> BaseResponse:
     """A tracked link: redirect to the URL stored with the message, and note the click."""
     if not token_is_genuine(token):
@@ -70,7 +70,7 @@ def tracking_click(token: str, position: int) -> BaseResponse:
     return response
 
 
-@blueprint.route("/t/a/<token>/<int:attachment_id>", methods=["GET", "HEAD"])
+@blueprint.route("/t/a/<token>/<engage_id:attachment_id>", methods=["GET", "HEAD"])
 def tracking_attachment(token: str, attachment_id: int) -> Response:
     """A followed attachment: the file as a download, and an attachment open for the worker.
 
