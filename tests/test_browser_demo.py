@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import axe_violations
+from tests.browser_support import axe_violations
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import axe_violations
+from tests.browser_support import axe_violations
 from tests.test_browser_follow import JURGEN, sign_in
 
 pytestmark = pytest.mark.browser
