@@ -218,6 +218,13 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
+@pytest.fixture
+def person(page):
+    """The browser page of a person (the browser presents a person's Chrome), more patient."""
+    page.set_default_timeout(15_000)
+    return page
+
+
 # -- RQ workers started from the CLI ---------------------------------------------------------------
 
 
@@ -293,3 +300,9 @@ def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_wor
     yield start
     for sink in sinks:
         sink.stop()
+
+
+@pytest.fixture
+def demo(start_demo):
+    """The demo CRM served with its SMTP sink and a real worker (``start_demo()``)."""
+    return start_demo()

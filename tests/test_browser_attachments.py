@@ -7,29 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_support import MARIE, PERSON_USER_AGENT, open_compose, open_record, sign_in
+
 pytestmark = pytest.mark.browser
 
-MARIE = "marie.curie@lumiere.example.fr"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
 PRICES = b"item;price\nlathe;12000\n"
-PERSON = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
-)
-
-
-@pytest.fixture
-def demo(start_demo):
-    return start_demo()
-
-
-def open_compose(page, demo, contact="Marie Curie") -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="Mia Berg").click()
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name=contact).first.click()
-    page.get_by_label("Create timeline record").click()
-    page.get_by_role("link", name="Email", exact=True).click()
 
 
 def attach(page, name: str, data: bytes, mime: str) -> None:
@@ -47,8 +30,8 @@ def file_row(page, name: str):
 def test_attach_follow_remove_send_and_read_the_files_in_the_mailbox(page, demo):
     page.set_default_timeout(15_000)
     demo.app.config["ENGAGE_MAX_ATTACHMENT_MB"] = 0.05  # about 51 KB, to try a larger file
-    open_compose(page, demo)
-    page.locator("trix-editor").wait_for()
+    sign_in(page, demo)
+    open_compose(page, demo, "Marie Curie")
     page.get_by_label("Subject").fill("Offer with files")
     page.locator("trix-editor").click()
     page.keyboard.type("Dear Marie, our offer and the price list are attached.")
@@ -114,7 +97,7 @@ def test_attach_follow_remove_send_and_read_the_files_in_the_mailbox(page, demo)
     assert href.startswith(f"{demo.url}/engage/t/a/")
 
     # She opens it; the rep sees the attachment open in the interactions view.
-    opened = page.context.request.get(href, headers={"User-Agent": PERSON})
+    opened = page.context.request.get(href, headers={"User-Agent": PERSON_USER_AGENT})
     assert opened.ok and opened.body() == PDF
     page.goto(demo.url + "/")
     page.get_by_role("link", name="Marie Curie").first.click()
@@ -136,10 +119,8 @@ def test_without_javascript_a_file_is_attached_and_removed_by_plain_posts(browse
     page = context.new_page()
     page.set_default_timeout(10_000)
     try:
-        page.goto(demo.url + "/sign-in")
-        page.get_by_role("button", name="Mia Berg").click()
-        page.goto(demo.url + "/")
-        page.get_by_role("link", name="Marie Curie").first.click()
+        sign_in(page, demo)
+        open_record(page, demo, "Marie Curie")
         page.get_by_role("link", name="Open the timeline").click()
         page.get_by_label("Create timeline record").click()
         page.get_by_role("link", name="Email", exact=True).click()

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
+from tests.browser_support import JURGEN, MARIE, open_record, sign_in
+
 pytestmark = pytest.mark.browser
 
-MARIE = "marie.curie@lumiere.example.fr"
-JURGEN = "j.mueller@isar-maschinenbau.example.de"
 ANANYA = "ananya.iyer@ganga-software.example.in"
 
 
@@ -19,10 +19,8 @@ def demo(start_demo):
 
 
 def open_contact(page, demo, user: str, contact: str) -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name=user).click()
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name=contact).first.click()
+    sign_in(page, demo, user)
+    open_record(page, demo, contact)
     page.get_by_role("region", name="Timeline").wait_for()
 
 
@@ -107,7 +105,8 @@ def test_the_same_path_works_with_javascript_turned_off(browser, demo):
     page = context.new_page()
     page.set_default_timeout(10_000)
     try:
-        open_contact_without_js(page, demo)
+        sign_in(page, demo)
+        open_record(page, demo, "Marie Curie")
         page.get_by_role("link", name="Open the timeline").click()
         page.get_by_label("Create timeline record").click()  # <details> opens without JS
         page.get_by_role("link", name="Email", exact=True).click()
@@ -135,10 +134,3 @@ def test_the_same_path_works_with_javascript_turned_off(browser, demo):
         )
     finally:
         context.close()
-
-
-def open_contact_without_js(page, demo) -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="Mia Berg").click()
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name="Marie Curie").first.click()
