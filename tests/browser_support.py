@@ -63,6 +63,14 @@ def open_record(page, demo, contact: str) -> None:
     page.get_by_role("link", name=contact).first.click()
 
 
+def open_compose_without_js(page, demo, contact: str) -> None:
+    """In a page without JavaScript: open ``contact``'s timeline page and its compose form."""
+    open_record(page, demo, contact)
+    page.get_by_role("link", name="Open the timeline").click()
+    page.get_by_label("Create timeline record").click()  # <details> opens without JS
+    page.get_by_role("link", name="Email", exact=True).click()
+
+
 def open_compose(page, demo, contact: str):
     """Open ``contact``'s record and its compose panel, and wait for the editor (signed in)."""
     open_record(page, demo, contact)

@@ -219,6 +219,16 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def page_without_js(browser: Any) -> Iterator[Any]:
+    """A page in a browser context with JavaScript turned off."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
 def person(page):
     """The browser page of a person (the browser presents a person's Chrome), more patient."""
     page.set_default_timeout(15_000)

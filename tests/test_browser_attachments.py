@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import MARIE, PERSON_USER_AGENT, open_compose, open_record, sign_in
+from tests.browser_support import (
+    MARIE,
+    PERSON_USER_AGENT,
+    open_compose,
+    open_compose_without_js,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -114,27 +120,19 @@ def test_attach_follow_remove_send_and_read_the_files_in_the_mailbox(page, demo)
     assert f"{MARIE}: opened an attachment offer.pdf" in history
 
 
-def test_without_javascript_a_file_is_attached_and_removed_by_plain_posts(browser, demo):
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    try:
-        sign_in(page, demo)
-        open_record(page, demo, "Marie Curie")
-        page.get_by_role("link", name="Open the timeline").click()
-        page.get_by_label("Create timeline record").click()
-        page.get_by_role("link", name="Email", exact=True).click()
-        page.get_by_label("Subject").fill("Plain attachments")
-        page.get_by_label("Body").fill("No JavaScript here.")
-        page.get_by_label("New attachment").set_input_files(
-            files=[{"name": "plain.txt", "mimeType": "text/plain", "buffer": b"plain"}]
-        )
-        page.get_by_role("button", name="Attach", exact=True).click()
-        page.get_by_text("Attached “plain.txt”. The draft was saved.").wait_for()
-        assert page.get_by_label("Subject").input_value() == "Plain attachments"
-        assert page.get_by_label("Body").input_value() == "No JavaScript here."
-        file_row(page, "plain.txt").get_by_role("button", name="Remove").click()
-        page.get_by_text("Removed “plain.txt”.").wait_for()
-        assert file_row(page, "plain.txt").count() == 0
-    finally:
-        context.close()
+def test_without_javascript_a_file_is_attached_and_removed_by_plain_posts(page_without_js, demo):
+    page = page_without_js
+    sign_in(page, demo)
+    open_compose_without_js(page, demo, "Marie Curie")
+    page.get_by_label("Subject").fill("Plain attachments")
+    page.get_by_label("Body").fill("No JavaScript here.")
+    page.get_by_label("New attachment").set_input_files(
+        files=[{"name": "plain.txt", "mimeType": "text/plain", "buffer": b"plain"}]
+    )
+    page.get_by_role("button", name="Attach", exact=True).click()
+    page.get_by_text("Attached “plain.txt”. The draft was saved.").wait_for()
+    assert page.get_by_label("Subject").input_value() == "Plain attachments"
+    assert page.get_by_label("Body").input_value() == "No JavaScript here."
+    file_row(page, "plain.txt").get_by_role("button", name="Remove").click()
+    page.get_by_text("Removed “plain.txt”.").wait_for()
+    assert file_row(page, "plain.txt").count() == 0
