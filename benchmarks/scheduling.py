@@ -15,14 +15,11 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
 from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests.support import PEOPLE, ROOT, SAM, free_port, make_host_app, rq_worker, seed_host
 
 
 class ArrivalSink:
@@ -53,12 +50,8 @@ def percentile(values: list[float], share: float) -> float:
 def main() -> None:
     from engage.emails import DraftInput, save_draft, submit
     from engage.models import utcnow
-    from engage.records import EngageUser
-    from tests import hostapp
-    from tests.conftest import free_port
-    from tests.hostapp import Person, db
+    from tests.hostapp import db
 
-    sam = EngageUser(id="1", name="Sam", email="sam@host.test", roles={"salesperson"})
     sink = ArrivalSink()
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
@@ -67,15 +60,9 @@ def main() -> None:
     ok = True
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        app = hostapp.create_app(
-            {"SQLALCHEMY_DATABASE_URI": url, "ENGAGE_REDIS_URL": redis, "ENGAGE_SMTP_URL": smtp_url}
-        )
+        app = make_host_app(url, redis, ENGAGE_SMTP_URL=smtp_url)
         env = worker_env(url, redis, ENGAGE_SMTP_URL=smtp_url)
-        with app.app_context():
-            db.session.add(
-                Person(id=1, name="Sam", email="sam@host.test", role_names="salesperson")
-            )
-            db.session.commit()
+        seed_host(app, {1: PEOPLE[1]}, {})
 
         def schedule(prefix: str, count: int, due_in: float, spread: float) -> dict[str, float]:
             dues = {}
@@ -86,28 +73,18 @@ def main() -> None:
                     address = f"{prefix}{n}@example.com"
                     email = save_draft(
                         db.session,
-                        sam,
+                        SAM,
                         DraftInput(to=address, subject=f"Scheduled {n}", body="<p>Hello</p>"),
                         None,
                     )
-                    submit(db.session, sam, email, send_at=due)
+                    submit(db.session, SAM, email, send_at=due)
                     dues[address] = due.timestamp()
             return dues
 
         def workers(count: int) -> list[subprocess.Popen]:
             return [
                 subprocess.Popen(
-                    [
-                        str(BIN / "rq"),
-                        "worker",
-                        "-q",
-                        "--with-scheduler",
-                        "-w",
-                        "engage.worker.EngageWorker",
-                        "--url",
-                        redis,
-                        "engage",
-                    ],
+                    rq_worker(redis, "-q", "--with-scheduler"),
                     cwd=ROOT,
                     env=env,
                 )

@@ -18,15 +18,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
 from benchmarks.common import database_url, drop_host_tables, redis_url, workdir, worker_env
+from tests.support import PEOPLE, ROOT, SAM, free_port, make_host_app, rq_worker, seed_host
 
 EMAILS = 40
 RECIPIENTS = 5  # per email: 2 To, 2 Cc, 1 Bcc
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class CountingSink:
@@ -58,17 +57,11 @@ def main() -> None:
     from engage.delivery import build_message
     from engage.emails import DraftInput, save_draft, submit
     from engage.models import Email, EmailStatus
-    from engage.records import EngageUser, RecordRef
-    from tests import hostapp
-    from tests.hostapp import Customer, Person, db
+    from engage.records import RecordRef
+    from tests.hostapp import db
 
     total = EMAILS * RECIPIENTS
-    sam = EngageUser(
-        id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
-    )
     sink = CountingSink()
-    from tests.conftest import free_port
-
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
@@ -76,23 +69,14 @@ def main() -> None:
 
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        app = hostapp.create_app(
-            {"SQLALCHEMY_DATABASE_URI": url, "ENGAGE_REDIS_URL": redis, "ENGAGE_SMTP_URL": smtp_url}
+        app = make_host_app(url, redis, ENGAGE_SMTP_URL=smtp_url)
+        seed_host(
+            app,
+            {1: PEOPLE[1]},
+            {1: {"name": "Bench Co", "email": "bench@example.com", "owner_id": 1}},
         )
         results: dict[str, float] = {}
         with app.app_context():
-            db.session.add(
-                Person(
-                    id=1,
-                    name="Sam",
-                    email="sam@host.test",
-                    role_names="salesperson",
-                    engage_team="north",
-                )
-            )
-            db.session.flush()
-            db.session.add(Customer(id=1, name="Bench Co", email="bench@example.com", owner_id=1))
-            db.session.commit()
 
             def make_emails() -> list[int]:
                 ids = []
@@ -106,7 +90,7 @@ def main() -> None:
                         body="<div>Hello <strong>there</strong>, see "
                         '<a href="https://example.com/offer">our offer</a>.</div>' * 20,
                     )
-                    email = save_draft(db.session, sam, draft, None)
+                    email = save_draft(db.session, SAM, draft, None)
                     ids.append(email.id)
                 return ids
 
@@ -128,22 +112,12 @@ def main() -> None:
             for worker_class in ("engage.worker.EngageWorker", "engage.worker.EngageForkingWorker"):
                 ids = make_emails()
                 for email_id in ids:
-                    submit(db.session, sam, db.session.get(Email, email_id))
+                    submit(db.session, SAM, db.session.get(Email, email_id))
                 sink.reset()
                 env = worker_env(url, redis, ENGAGE_SMTP_URL=smtp_url)
                 start = time.perf_counter()
                 done = subprocess.run(
-                    [
-                        str(Path(sys.executable).parent / "rq"),
-                        "worker",
-                        "--burst",
-                        "-q",
-                        "-w",
-                        worker_class,
-                        "--url",
-                        redis,
-                        "engage",
-                    ],
+                    rq_worker(redis, "--burst", "-q", worker_class=worker_class),
                     cwd=ROOT,
                     env=env,
                     capture_output=True,

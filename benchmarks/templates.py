@@ -460,49 +460,23 @@ def figures(times: list[float]) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    from tests import hostapp
-    from tests.hostapp import Customer, Person, db
+    from tests import support
+    from tests.hostapp import db
 
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        app = hostapp.create_app({"SQLALCHEMY_DATABASE_URI": url, "ENGAGE_REDIS_URL": redis})
+        app = support.make_host_app(url, redis)
+        others = {
+            c: {"name": f"Customer {c}", "email": f"c{c}@example.com", "owner_id": 1}
+            for c in range(2, CUSTOMERS + 1)
+        }
+        # Sam Seller, and Mia Manager as person 2 (the templates' author); Ada and the others.
+        support.seed_host(
+            app,
+            {1: support.PEOPLE[1], 2: support.PEOPLE[3]},
+            {1: support.CUSTOMERS[1], **others},
+        )
         with app.app_context():
-            db.session.add_all(
-                [
-                    Person(
-                        id=1,
-                        name="Sam Seller",
-                        email="sam@host.test",
-                        role_names="salesperson",
-                        engage_team="north",
-                    ),
-                    Person(
-                        id=2,
-                        name="Mia Manager",
-                        email="mia@host.test",
-                        role_names="sales_manager",
-                        engage_team="north",
-                    ),
-                ]
-            )
-            db.session.flush()
-            db.session.add_all(
-                [
-                    Customer(
-                        id=1,
-                        name="Ada Lovelace",
-                        email="ada@example.com",
-                        city="London",
-                        country="GB",
-                        owner_id=1,
-                    )
-                ]
-                + [
-                    Customer(id=c, name=f"Customer {c}", email=f"c{c}@example.com", owner_id=1)
-                    for c in range(2, CUSTOMERS + 1)
-                ]
-            )
-            db.session.commit()
             engine = db.engine
             started = time.perf_counter()
             with engine.begin() as conn:

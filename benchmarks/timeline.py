@@ -98,30 +98,21 @@ def fill(session: sa.orm.Session, record_id: str, count: int, first_id: int) -> 
 
 
 def main() -> None:
-    from tests import hostapp
-    from tests.hostapp import Customer, Person, db
+    from tests.hostapp import db
+    from tests.support import PEOPLE, make_host_app, seed_host
 
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        app = hostapp.create_app({"SQLALCHEMY_DATABASE_URI": url, "ENGAGE_REDIS_URL": redis})
+        app = make_host_app(url, redis)
+        seed_host(
+            app,
+            {1: PEOPLE[1]},  # Sam Seller
+            {
+                1: {"name": "Small Co", "email": "c1@example.com", "owner_id": 1},
+                2: {"name": "Large Co", "email": "c2@example.com", "owner_id": 1},
+            },
+        )
         with app.app_context():
-            db.session.add(
-                Person(
-                    id=1,
-                    name="Sam",
-                    email="sam@host.test",
-                    role_names="salesperson",
-                    engage_team="north",
-                )
-            )
-            db.session.flush()
-            db.session.add_all(
-                [
-                    Customer(id=1, name="Small Co", email="c1@example.com", owner_id=1),
-                    Customer(id=2, name="Large Co", email="c2@example.com", owner_id=1),
-                ]
-            )
-            db.session.commit()
             started = time.perf_counter()
             fill(db.session, "1", SMALL, 1)
             fill(db.session, "2", LARGE, SMALL + 1)

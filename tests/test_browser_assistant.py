@@ -8,29 +8,11 @@ import sqlalchemy as sa
 
 from engage.demo.models import db as demo_db
 from engage.models import Card, utcnow
-from tests import test_browser_follow as follow
-from tests.test_browser_follow import MARIE, open_compose, sign_in
+from tests.browser_support import MARIE, send_followed, sign_in
 
 pytestmark = pytest.mark.browser
 
-# The demo with a worker, and a person's browser page, as the follow tests set them up.
-demo = follow.demo
-person = follow.person
-
 TITLE = "Marie Curie opened ‘Quarterly review’"
-
-
-def send_followed(page, demo) -> None:
-    open_compose(page, demo, "Marie Curie")
-    page.get_by_label("To", exact=True).fill(f"Marie Curie <{MARIE}>")
-    page.get_by_label("Subject").fill("Quarterly review")
-    page.locator("trix-editor").click()
-    page.keyboard.type("Shall we review the quarter next week?")
-    page.get_by_role("group", name="Follow").get_by_text("On", exact=True).wait_for()
-    page.get_by_role("button", name="Send").click()
-    page.locator(".engage-activity", has_text="Quarterly review").locator(
-        ".engage-badge--sent"
-    ).wait_for(timeout=20_000)
 
 
 def test_an_open_card_appears_live_and_its_actions_work(person, demo):

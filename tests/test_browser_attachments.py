@@ -7,29 +7,18 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
-
-MARIE = "marie.curie@lumiere.example.fr"
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
-PRICES = b"item;price\nlathe;12000\n"
-PERSON = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
+from tests.browser_support import (
+    MARIE,
+    PERSON_USER_AGENT,
+    open_compose,
+    open_compose_without_js,
+    sign_in,
 )
 
+pytestmark = pytest.mark.browser
 
-@pytest.fixture
-def demo(start_demo):
-    return start_demo()
-
-
-def open_compose(page, demo, contact="Marie Curie") -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="Mia Berg").click()
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name=contact).first.click()
-    page.get_by_label("Create timeline record").click()
-    page.get_by_role("link", name="Email", exact=True).click()
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
+PRICES = b"item;price\nlathe;12000\n"
 
 
 def attach(page, name: str, data: bytes, mime: str) -> None:
@@ -47,8 +36,8 @@ def file_row(page, name: str):
 def test_attach_follow_remove_send_and_read_the_files_in_the_mailbox(page, demo):
     page.set_default_timeout(15_000)
     demo.app.config["ENGAGE_MAX_ATTACHMENT_MB"] = 0.05  # about 51 KB, to try a larger file
-    open_compose(page, demo)
-    page.locator("trix-editor").wait_for()
+    sign_in(page, demo)
+    open_compose(page, demo, "Marie Curie")
     page.get_by_label("Subject").fill("Offer with files")
     page.locator("trix-editor").click()
     page.keyboard.type("Dear Marie, our offer and the price list are attached.")
@@ -114,7 +103,7 @@ def test_attach_follow_remove_send_and_read_the_files_in_the_mailbox(page, demo)
     assert href.startswith(f"{demo.url}/engage/t/a/")
 
     # She opens it; the rep sees the attachment open in the interactions view.
-    opened = page.context.request.get(href, headers={"User-Agent": PERSON})
+    opened = page.context.request.get(href, headers={"User-Agent": PERSON_USER_AGENT})
     assert opened.ok and opened.body() == PDF
     page.goto(demo.url + "/")
     page.get_by_role("link", name="Marie Curie").first.click()
@@ -131,29 +120,19 @@ def test_attach_follow_remove_send_and_read_the_files_in_the_mailbox(page, demo)
     assert f"{MARIE}: opened an attachment offer.pdf" in history
 
 
-def test_without_javascript_a_file_is_attached_and_removed_by_plain_posts(browser, demo):
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    try:
-        page.goto(demo.url + "/sign-in")
-        page.get_by_role("button", name="Mia Berg").click()
-        page.goto(demo.url + "/")
-        page.get_by_role("link", name="Marie Curie").first.click()
-        page.get_by_role("link", name="Open the timeline").click()
-        page.get_by_label("Create timeline record").click()
-        page.get_by_role("link", name="Email", exact=True).click()
-        page.get_by_label("Subject").fill("Plain attachments")
-        page.get_by_label("Body").fill("No JavaScript here.")
-        page.get_by_label("New attachment").set_input_files(
-            files=[{"name": "plain.txt", "mimeType": "text/plain", "buffer": b"plain"}]
-        )
-        page.get_by_role("button", name="Attach", exact=True).click()
-        page.get_by_text("Attached “plain.txt”. The draft was saved.").wait_for()
-        assert page.get_by_label("Subject").input_value() == "Plain attachments"
-        assert page.get_by_label("Body").input_value() == "No JavaScript here."
-        file_row(page, "plain.txt").get_by_role("button", name="Remove").click()
-        page.get_by_text("Removed “plain.txt”.").wait_for()
-        assert file_row(page, "plain.txt").count() == 0
-    finally:
-        context.close()
+def test_without_javascript_a_file_is_attached_and_removed_by_plain_posts(page_without_js, demo):
+    page = page_without_js
+    sign_in(page, demo)
+    open_compose_without_js(page, demo, "Marie Curie")
+    page.get_by_label("Subject").fill("Plain attachments")
+    page.get_by_label("Body").fill("No JavaScript here.")
+    page.get_by_label("New attachment").set_input_files(
+        files=[{"name": "plain.txt", "mimeType": "text/plain", "buffer": b"plain"}]
+    )
+    page.get_by_role("button", name="Attach", exact=True).click()
+    page.get_by_text("Attached “plain.txt”. The draft was saved.").wait_for()
+    assert page.get_by_label("Subject").input_value() == "Plain attachments"
+    assert page.get_by_label("Body").input_value() == "No JavaScript here."
+    file_row(page, "plain.txt").get_by_role("button", name="Remove").click()
+    page.get_by_text("Removed “plain.txt”.").wait_for()
+    assert file_row(page, "plain.txt").count() == 0

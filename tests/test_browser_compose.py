@@ -6,10 +6,10 @@ import re
 
 import pytest
 
+from tests.browser_support import JURGEN, MARIE, open_compose_without_js, open_record, sign_in
+
 pytestmark = pytest.mark.browser
 
-MARIE = "marie.curie@lumiere.example.fr"
-JURGEN = "j.mueller@isar-maschinenbau.example.de"
 ANANYA = "ananya.iyer@ganga-software.example.in"
 
 
@@ -19,10 +19,8 @@ def demo(start_demo):
 
 
 def open_contact(page, demo, user: str, contact: str) -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name=user).click()
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name=contact).first.click()
+    sign_in(page, demo, user)
+    open_record(page, demo, contact)
     page.get_by_role("region", name="Timeline").wait_for()
 
 
@@ -102,43 +100,29 @@ def test_compose_save_reopen_send_and_read_in_the_mailbox(page, demo):
     )
 
 
-def test_the_same_path_works_with_javascript_turned_off(browser, demo):
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    try:
-        open_contact_without_js(page, demo)
-        page.get_by_role("link", name="Open the timeline").click()
-        page.get_by_label("Create timeline record").click()  # <details> opens without JS
-        page.get_by_role("link", name="Email", exact=True).click()
-        page.get_by_label("Cc", exact=True).fill("not an address")
-        page.get_by_label("Subject").fill("Plain form")
-        page.get_by_label("Body").fill("Hello Marie,\n\nno JavaScript here.")
-        page.get_by_role("button", name="Save").click()
-        assert "Not a valid email address: not an address" in page.content()
-        assert page.get_by_label("Body").input_value() == "Hello Marie,\n\nno JavaScript here."
-        page.get_by_label("Cc", exact=True).fill(ANANYA)
-        page.get_by_role("button", name="Save").click()
-        page.get_by_text("Draft saved.").wait_for()
-        page.get_by_role("button", name="Send").click()
-        page.get_by_text(re.compile("Sending to 2 recipient")).wait_for()
-        for _ in range(40):  # no polling without JS: the rep reloads
-            if page.locator(".engage-badge--sent").count():
-                break
-            page.wait_for_timeout(500)
-            page.reload()
-        assert (
-            page.locator(".engage-activity", has_text="Plain form")
-            .locator(".engage-badge--sent")
-            .count()
-            == 1
-        )
-    finally:
-        context.close()
-
-
-def open_contact_without_js(page, demo) -> None:
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="Mia Berg").click()
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name="Marie Curie").first.click()
+def test_the_same_path_works_with_javascript_turned_off(page_without_js, demo):
+    page = page_without_js
+    sign_in(page, demo)
+    open_compose_without_js(page, demo, "Marie Curie")
+    page.get_by_label("Cc", exact=True).fill("not an address")
+    page.get_by_label("Subject").fill("Plain form")
+    page.get_by_label("Body").fill("Hello Marie,\n\nno JavaScript here.")
+    page.get_by_role("button", name="Save").click()
+    assert "Not a valid email address: not an address" in page.content()
+    assert page.get_by_label("Body").input_value() == "Hello Marie,\n\nno JavaScript here."
+    page.get_by_label("Cc", exact=True).fill(ANANYA)
+    page.get_by_role("button", name="Save").click()
+    page.get_by_text("Draft saved.").wait_for()
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text(re.compile("Sending to 2 recipient")).wait_for()
+    for _ in range(40):  # no polling without JS: the rep reloads
+        if page.locator(".engage-badge--sent").count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    assert (
+        page.locator(".engage-activity", has_text="Plain form")
+        .locator(".engage-badge--sent")
+        .count()
+        == 1
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import axe_violations
+from tests.browser_support import assert_accessible, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -26,8 +26,7 @@ def test_a_salesperson_signs_in_opens_a_contact_and_sees_its_timeline(page, demo
 
 
 def test_editing_a_contacts_address_and_follow_preference_in_the_demo_works(page, demo):
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="Mia Berg").click()
+    sign_in(page, demo)
     page.get_by_role("link", name="Marie Curie").first.click()
     page.get_by_role("link", name="Edit address and follow email").click()
     page.get_by_label("City").fill("Lyon")
@@ -38,16 +37,13 @@ def test_editing_a_contacts_address_and_follow_preference_in_the_demo_works(page
 
 
 def test_the_record_page_has_no_serious_accessibility_violations(page, demo):
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="Salesperson").first.click()
+    sign_in(page, demo, "Salesperson")
     page.locator("a[href^='/contacts/']").first.click()
     page.get_by_text("No activities yet.").wait_for()
-    violations = axe_violations(page)
-    assert violations == [], [(v["id"], v["help"], len(v["nodes"])) for v in violations]
+    assert_accessible(page)
 
 
 def test_a_user_without_a_role_is_told_why_on_the_record_page(page, demo):
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name="No role").first.click()
+    sign_in(page, demo, "No role")
     page.locator("a[href^='/contacts/']").first.click()
     page.get_by_text("A sales role is needed").wait_for()

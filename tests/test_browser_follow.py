@@ -5,35 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser_support import JURGEN, MARIE, open_compose, sign_in
+
 pytestmark = pytest.mark.browser
-
-MARIE = "marie.curie@lumiere.example.fr"
-JURGEN = "j.mueller@isar-maschinenbau.example.de"
-
-
-@pytest.fixture
-def demo(start_demo):
-    return start_demo()
-
-
-@pytest.fixture
-def person(page):
-    """The browser page of a person (conftest's browser presents a person's Chrome)."""
-    page.set_default_timeout(15_000)
-    return page
-
-
-def sign_in(page, demo, name="Mia Berg"):
-    page.goto(demo.url + "/sign-in")
-    page.get_by_role("button", name=name).click()
-
-
-def open_compose(page, demo, contact: str):
-    page.goto(demo.url + "/")
-    page.get_by_role("link", name=contact).first.click()
-    page.get_by_label("Create timeline record").click()
-    page.get_by_role("link", name="Email", exact=True).click()
-    page.locator("trix-editor").wait_for()
 
 
 def test_blocked_shows_preferences_and_retry_follow_sees_the_change(person, demo):

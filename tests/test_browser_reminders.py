@@ -9,14 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests import test_browser_follow as follow
-from tests.test_browser_assistant import send_followed
-from tests.test_browser_follow import sign_in
+from tests.browser_support import send_followed, sign_in
 
 pytestmark = pytest.mark.browser
 
-demo = follow.demo
-person = follow.person
 BERLIN = ZoneInfo("Europe/Berlin")  # Mia Berg's zone, from her profile
 
 

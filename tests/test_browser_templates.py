@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import axe_violations
-from tests.test_browser_follow import JURGEN, sign_in
+from tests.browser_support import JURGEN, assert_accessible, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -25,11 +24,6 @@ def demo(start_demo):
     # One message is the whole sample here: highlight a template with a sample of one (the
     # default asks for more before a rate means anything).
     return start_demo(ENGAGE_TEMPLATE_MIN_SAMPLE=1)
-
-
-def assert_accessible(page) -> None:
-    violations = axe_violations(page)
-    assert violations == [], [(v["id"], v["help"], len(v["nodes"])) for v in violations]
 
 
 def write_template(page, *, name, language, subject, before, after) -> None:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from engage import RecordRef, send_bulk
 from engage.models import Email, EmailStatus
-from engage.records import EngageUser
 from tests.hostapp import Customer, db
-from tests.support import sign_in
-from tests.test_delivery import run_delivery
-
-SAM = EngageUser(
-    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
-)
+from tests.support import SAM, csrf_in, csrf_token, demo_config, run_delivery, sign_in
 
 
 @pytest.fixture
@@ -71,7 +63,7 @@ def test_the_send_to_selected_form_sends_to_each_record(bulk_app, smtp_sink, red
     body = page.get_data(as_text=True)
     assert page.status_code == 200
     assert "never followed" in body and "no email address: skipped" in body and "Send to 2" in body
-    token = re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
+    token = csrf_in(body)
     form = {
         "csrf_token": token,
         "records": ["customer:1", "customer:2", "customer:3"],
@@ -100,10 +92,9 @@ def test_bulk_needs_a_sales_role_and_a_selection(bulk_app):
 def test_the_demo_people_page_sends_to_the_selected_records(tmp_path, redis_url, redis_client):
     from engage.demo import create_app
 
-    app = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "ENGAGE_REDIS_URL": redis_url})
+    app = create_app(demo_config(tmp_path, ENGAGE_REDIS_URL=redis_url))
     client = app.test_client()
-    page = client.get("/sign-in").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    token = csrf_token(client, "/sign-in")
     client.post("/sign-in", data={"csrf_token": token, "user_id": "1"})
     people = client.get("/people").get_data(as_text=True)
     assert 'action="/engage/bulk"' in people and 'value="contact:11"' in people

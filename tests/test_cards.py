@@ -13,18 +13,20 @@ from engage.cards import create_card, snooze_until
 from engage.models import Activity, ActivityKind, Card, Email, utcnow
 from engage.records import RecordRef
 from tests.hostapp import db
-from tests.support import sign_in
-from tests.test_delivery import load, run_delivery
-from tests.test_tracking import CHROME, age_delivery, drain, send_followed
+from tests.support import (
+    age_delivery,
+    csrf_in,
+    csrf_token,
+    drain,
+    load,
+    open_pixel,
+    run_delivery,
+    send_followed,
+    sign_in,
+)
 
 HX = {"HX-Request": "true"}
 ASSISTANT = "/crm/engage/assistant"
-
-
-@pytest.fixture
-def tracked_app(app, smtp_sink):
-    app.config.update(ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_PUBLIC_URL="https://crm.example.com")
-    return app
 
 
 def delivered(app, *, age: bool = True) -> tuple[int, str]:
@@ -35,14 +37,6 @@ def delivered(app, *, age: bool = True) -> tuple[int, str]:
         age_delivery(app, email_id)
     ada = next(p for p in load(app, email_id).recipients if p.address == "ada@example.com")
     return email_id, ada.token
-
-
-def open_pixel(app, token: str, user_agent: str = CHROME, ip: str = "203.0.113.9") -> None:
-    app.test_client().get(
-        f"/crm/engage/t/o/{token}.gif",
-        headers={"User-Agent": user_agent},
-        environ_base={"REMOTE_ADDR": ip},
-    )
 
 
 def cards(app) -> list[Card]:
@@ -169,8 +163,7 @@ def test_the_panel_without_htmx_is_a_page_of_its_own(app):
 def test_a_snoozed_card_is_hidden_until_its_time_then_returns(app):
     card_id = add_card(app, title="Call back")
     sam = sign_in(app.test_client(), 1)
-    form = sam.get(f"{ASSISTANT}/cards/{card_id}/snooze", headers=HX).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    token = csrf_token(sam, f"{ASSISTANT}/cards/{card_id}/snooze", headers=HX)
     response = sam.post(
         f"{ASSISTANT}/cards/{card_id}/snooze",
         data={"csrf_token": token, "choice": "1h"},
@@ -189,8 +182,7 @@ def test_a_snoozed_card_is_hidden_until_its_time_then_returns(app):
 def test_snoozing_until_a_past_or_malformed_time_says_why(app):
     card_id = add_card(app, title="Call back")
     sam = sign_in(app.test_client(), 1)
-    form = sam.get(f"{ASSISTANT}/cards/{card_id}/snooze", headers=HX).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    token = csrf_token(sam, f"{ASSISTANT}/cards/{card_id}/snooze", headers=HX)
     for value, words in (("2001-01-01T08:00", "has passed"), ("soon", "Choose a date")):
         response = sam.post(
             f"{ASSISTANT}/cards/{card_id}/snooze",
@@ -214,8 +206,7 @@ def test_snooze_until_reads_the_time_in_the_users_zone():
 
 def csrf(client) -> str:
     """The session's CSRF token, as engage_assets() puts it in every page."""
-    page = client.get(ASSISTANT).get_data(as_text=True)
-    return re.search(r'name="engage-csrf-token" content="([^"]+)"', page).group(1)
+    return csrf_token(client, ASSISTANT, meta=True)
 
 
 def db_activities(app) -> list[Activity]:
@@ -247,7 +238,7 @@ def test_a_phone_call_goes_on_the_records_timeline(app):
     form = sam.get(f"{ASSISTANT}/cards/{card_id}/phone-call", headers=HX).get_data(as_text=True)
     assert 'value="Call Ada Lovelace about ‘Ada opened ‘Offer’’"' in form
     assert '<label for="engage-call-' in form
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    token = csrf_in(form)
     response = sam.post(
         f"{ASSISTANT}/cards/{card_id}/phone-call",
         data={
@@ -347,7 +338,7 @@ def test_the_unread_count_and_mark_all_read(app):
     sam = sign_in(app.test_client(), 1)
     page = sam.get(ASSISTANT, headers=HX).get_data(as_text=True)
     assert 'data-engage-unread="2"' in page and "2 unread cards" in page
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_in(page)
     page = sam.post(f"{ASSISTANT}/read", data={"csrf_token": token}, headers=HX).get_data(
         as_text=True
     )

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from engage.content import clean_html, html_to_text, parse_addresses, subject_error, text_to_html
 from engage.models import Email, EmailStatus, PartyRole
-from tests.support import sign_in
-
-
-def token(client, url="/crm/engage/compose?regarding=customer:1") -> str:
-    body = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
+from tests.support import compose_fields, csrf_token, sign_in
 
 
 def post(client, url="/crm/engage/compose", **fields):
-    data = {"csrf_token": token(client), "regarding": "customer:1", "body_format": "text"}
-    data.update(fields)
-    return client.post(url, data=data)
+    return client.post(url, data=compose_fields(client, **fields))
 
 
 def emails(app):
@@ -182,7 +173,7 @@ def test_another_reps_draft_cannot_be_opened_or_changed(app):
     assert other.get(f"/crm/engage/emails/{email.id}/edit").status_code == 404
     response = other.post(
         f"/crm/engage/emails/{email.id}/edit",
-        data={"csrf_token": token(other), "action": "send", "subject": "Stolen"},
+        data={"csrf_token": csrf_token(other), "action": "send", "subject": "Stolen"},
     )
     assert response.status_code == 404
     assert emails(app)[0].subject == "Mine"

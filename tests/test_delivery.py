@@ -2,65 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from email.message import Message
-from pathlib import Path
 
 import pytest
 from rq.registry import ScheduledJobRegistry
 
 from engage import current_engage
 from engage.delivery import SmtpSettings, deliver
-from engage.emails import DraftInput, save_draft, submit
 from engage.models import DeliveryState, Email, EmailStatus
-from engage.records import EngageUser, RecordRef
-from tests.conftest import free_port
 from tests.hostapp import db
-from tests.support import sign_in
-
-ROOT = Path(__file__).resolve().parent.parent
-SAM = EngageUser(
-    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
+from tests.support import (
+    ROOT,
+    Received,
+    SmtpSink,
+    csrf_in,
+    csrf_token,
+    free_port,
+    load,
+    rq_worker,
+    run_delivery,
+    send,
+    sign_in,
+    worker_env,
 )
-
-
-def send(
-    app,
-    *,
-    to="Ada Lovelace <ada@example.com>",
-    cc="grace@example.com",
-    bcc="bcc@example.com",
-    subject="Quarterly review",
-    html=None,
-) -> int:
-    with app.app_context():
-        draft = DraftInput(
-            to=to,
-            cc=cc,
-            bcc=bcc,
-            subject=subject,
-            body=html
-            or '<div>Hello <strong>Ada</strong>, see <a href="https://example.com/q3">Q3</a></div>',
-            regarding=RecordRef("customer", "1"),
-        )
-        email = save_draft(db.session, SAM, draft, None)
-        submit(db.session, SAM, email)
-        return email.id
-
-
-def run_delivery(app, email_id: int) -> str:
-    with app.app_context():
-        return deliver(email_id)
-
-
-def load(app, email_id: int) -> Email:
-    with app.app_context():
-        email = db.session.get(Email, email_id)
-        _ = [p.delivery_state for p in email.parties]
-        db.session.expunge_all()
-        return email
 
 
 @pytest.fixture
@@ -198,7 +163,7 @@ def test_relay_down_for_good_ends_failed_with_the_reason_and_resend_delivers(
     assert email.subject == "Quarterly review" and "Hello" in email.html_body  # nothing lost
 
     sink = start_smtp_sink(port=port)
-    token = __import__("re").search(r'name="csrf_token" value="([^"]+)"', detail).group(1)
+    token = csrf_in(detail)
     assert (
         client.post(f"/crm/engage/emails/{email_id}/resend", data={"csrf_token": token}).status_code
         == 302
@@ -212,8 +177,7 @@ def test_the_worker_started_from_the_rq_cli_delivers_what_the_endpoint_queued(
 ):
     app.config["ENGAGE_SMTP_URL"] = smtp_sink.url
     client = sign_in(app.test_client(), 1)
-    page = client.get("/crm/engage/compose?regarding=customer:1").get_data(as_text=True)
-    token = __import__("re").search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_token(client)
     response = client.post(
         "/crm/engage/compose",
         data={
@@ -228,27 +192,10 @@ def test_the_worker_started_from_the_rq_cli_delivers_what_the_endpoint_queued(
         },
     )
     assert response.status_code == 302
-    env = {
-        **os.environ,
-        "FLASK_APP": "tests.hostapp:create_app()",
-        "HOSTAPP_DATABASE_URL": database_url,
-        "ENGAGE_REDIS_URL": redis_url,
-        "ENGAGE_SMTP_URL": smtp_sink.url,
-    }
     done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "rq"),
-            "worker",
-            "--burst",
-            "--with-scheduler",
-            "-w",
-            "engage.worker.EngageWorker",
-            "--url",
-            redis_url,
-            "engage",
-        ],
+        rq_worker(redis_url, "--burst", "--with-scheduler"),
         cwd=ROOT,
-        env=env,
+        env=worker_env(database_url, redis_url, ENGAGE_SMTP_URL=smtp_sink.url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -338,8 +285,6 @@ def test_a_job_that_dies_before_its_commit_does_not_resend_what_the_relay_accept
 def test_an_address_beyond_ascii_goes_out_with_smtputf8(app, redis_client):
     from aiosmtpd.controller import Controller
 
-    from tests.conftest import Received, SmtpSink
-
     sink = SmtpSink("127.0.0.1", free_port())
 
     class Handler:
@@ -398,8 +343,6 @@ def test_tls_and_login_reach_a_relay_that_demands_them(app, certificate, redis_c
 
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
-
-    from tests.conftest import Received, SmtpSink
 
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -29,6 +29,7 @@ from engage.demo.mailbox import framed_html, start_smtp_sink
 from engage.demo.models import Contact, Lead, MailMessage, Opportunity, User, db
 from engage.demo.records import DemoRecords
 from engage.demo.seed import USERS
+from tests.support import DEMO_TEST_CLIENT, csrf_token, demo_config
 
 # US states of the seeded addresses, and the zone each lies in.
 US_STATE_ZONES = {
@@ -43,14 +44,7 @@ US_STATE_ZONES = {
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     """A fresh, seeded demo app with its own data folder, on SQLite or PostgreSQL."""
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "TESTING": True,
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
+    app = create_app(demo_config(tmp_path, database_url, **DEMO_TEST_CLIENT))
     with app.app_context():
         yield app
         db.session.remove()
@@ -482,8 +476,7 @@ def test_mark_as_won_needs_a_csrf_token(tmp_path: Path) -> None:
     app = create_app({"ENGAGE_DEMO_DATA_DIR": str(tmp_path), "TESTING": True})
     client = app.test_client()
     with app.app_context():
-        page = client.get("/sign-in").get_data(as_text=True)
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        token = csrf_token(client, "/sign-in")
         client.post("/sign-in", data={"user_id": 1, "csrf_token": token})
         response = client.post("/opportunities/1/won", data={"won": "1"})
         assert response.status_code == 400

@@ -19,17 +19,21 @@ from engage.jobs import sweep
 from engage.models import Email, EmailTemplate, TemplateUse, utcnow
 from engage.template_performance import best_templates, opportunity_won
 from tests.hostapp import Customer, db
-from tests.support import sign_in
-from tests.test_delivery import run_delivery
-from tests.test_replies import TOKEN, post_inbound, reply
-from tests.test_tracking import CHROME, age_delivery, drain
-
-TEMPLATES = "/crm/engage/templates"
-COMPOSE = "/crm/engage/compose?regarding=customer:1"
-
-GREETING = (
-    '<div>Hello {{ recipient.first_name | default("there") }},<br>'
-    "thank you for your time. Your order {{ order_number }} is on its way.</div>"
+from tests.support import (
+    CHROME,
+    COMPOSE_URL,
+    GREETING,
+    TEMPLATES,
+    TOKEN,
+    age_delivery,
+    compose_fields,
+    csrf_token,
+    drain,
+    post_inbound,
+    reply,
+    run_delivery,
+    save_template,
+    sign_in,
 )
 
 
@@ -47,26 +51,6 @@ def tpl_app(app, smtp_sink):
         db.session.get(Customer, 2).language = "en"
         db.session.commit()
     return app
-
-
-def csrf(client, url=TEMPLATES + "/new") -> str:
-    body = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token"[^>]* value="([^"]+)"', body).group(1)
-
-
-def save_template(client, **fields):
-    data = {
-        "csrf_token": csrf(client),
-        "name": "Thank you",
-        "language": "en",
-        "category": "Follow-up",
-        "subject": "Thanks, {{ recipient.first_name }}",
-        "body": GREETING,
-        "body_format": "html",
-        "action": "save",
-    }
-    data.update(fields)
-    return client.post(TEMPLATES + "/new", data=data)
 
 
 def templates(app) -> list[EmailTemplate]:
@@ -145,7 +129,7 @@ def test_a_salesperson_cannot_create_edit_or_retire_templates(tpl_app):
     save_template(mia)
     [template] = templates(tpl_app)
     sam = sign_in(tpl_app.test_client(), 1)
-    token = csrf(sam, COMPOSE)
+    token = csrf_token(sam)
     assert sam.get(TEMPLATES).status_code == 403
     assert "sales managers" in text_of(sam.get(TEMPLATES + "/new"))
     for url in (TEMPLATES + "/new", f"{TEMPLATES}/{template.id}"):
@@ -163,7 +147,7 @@ def test_a_salesperson_cannot_create_edit_or_retire_templates(tpl_app):
 def test_the_preview_fills_in_a_chosen_record_and_names_the_missing_values(tpl_app):
     mia = sign_in(tpl_app.test_client(), 3)
     data = {
-        "csrf_token": csrf(mia),
+        "csrf_token": csrf_token(mia, TEMPLATES + "/new"),
         "name": "Intro",
         "language": "en",
         "subject": "For {{ recipient.first_name }} in {{ recipient.city }}",
@@ -206,7 +190,7 @@ def test_save_as_new_template_keeps_the_original(tpl_app):
     response = mia.post(
         f"{TEMPLATES}/{original.id}",
         data={
-            "csrf_token": csrf(mia, f"{TEMPLATES}/{original.id}"),
+            "csrf_token": csrf_token(mia, f"{TEMPLATES}/{original.id}"),
             "name": "Danke",
             "language": "de",
             "subject": "Danke, {{ recipient.first_name }}",
@@ -226,7 +210,7 @@ def test_a_retired_template_leaves_the_window_and_keeps_its_figures(tpl_app):
     mia = sign_in(tpl_app.test_client(), 3)
     save_template(mia, name="Old intro")
     [template] = templates(tpl_app)
-    token = csrf(mia, f"{TEMPLATES}/{template.id}")
+    token = csrf_token(mia, f"{TEMPLATES}/{template.id}")
     mia.post(f"{TEMPLATES}/{template.id}", data={"csrf_token": token, "action": "retire"})
     sam = sign_in(tpl_app.test_client(), 1)
     assert "Old intro" not in text_of(sam.get("/crm/engage/templates/choices?template_language="))
@@ -241,17 +225,14 @@ def test_a_retired_template_leaves_the_window_and_keeps_its_figures(tpl_app):
 
 
 def compose_data(client, **fields):
-    data = {
-        "csrf_token": csrf(client, COMPOSE),
-        "regarding": "customer:1",
+    defaults = {
         "body_format": "html",
         "to": "Ada Lovelace <ada@example.com>",
         "subject": "",
         "body": "",
         "browser_zone": "Europe/Berlin",
     }
-    data.update(fields)
-    return data
+    return compose_fields(client, **(defaults | fields))
 
 
 def choice(template_id: int) -> str:
@@ -269,7 +250,7 @@ def two_templates(app) -> tuple[int, int]:
 def test_the_window_starts_in_the_recipients_language_and_filters_and_searches(tpl_app):
     german, english = two_templates(tpl_app)
     sam = sign_in(tpl_app.test_client(), 1)
-    panel = text_of(sam.get(COMPOSE))  # Ada's language is German
+    panel = text_of(sam.get(COMPOSE_URL))  # Ada's language is German
     assert "Insert template" in panel
     assert '<option value="de" selected>German</option>' in panel
     assert choice(german) in panel and choice(english) not in panel
@@ -305,7 +286,7 @@ def test_the_window_shows_every_language_when_the_recipients_has_no_templates(tp
         db.session.get(Customer, 1).language = "fr"
         db.session.commit()
     sam = sign_in(tpl_app.test_client(), 1)
-    panel = text_of(sam.get(COMPOSE))
+    panel = text_of(sam.get(COMPOSE_URL))
     assert "There are no templates in French yet, so every language is shown." in panel
     assert '<option value="" selected>All languages</option>' in panel
     assert "Danke" in panel and "Thank you" in panel
@@ -318,7 +299,7 @@ def test_a_regional_language_tag_picks_the_language(tpl_app, tag):
         db.session.get(Customer, 1).language = tag
         db.session.commit()
     sam = sign_in(tpl_app.test_client(), 1)
-    assert '<option value="de" selected>German</option>' in text_of(sam.get(COMPOSE))
+    assert '<option value="de" selected>German</option>' in text_of(sam.get(COMPOSE_URL))
 
 
 def test_the_window_defaults_to_the_users_language_when_the_recipient_has_none(tpl_app):
@@ -327,7 +308,7 @@ def test_the_window_defaults_to_the_users_language_when_the_recipient_has_none(t
         db.session.get(Customer, 1).language = None
         db.session.commit()
     sam = sign_in(tpl_app.test_client(), 1)
-    panel = text_of(sam.get(COMPOSE))
+    panel = text_of(sam.get(COMPOSE_URL))
     assert '<option value="en" selected>English</option>' in panel
 
 

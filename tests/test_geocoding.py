@@ -5,16 +5,13 @@ run by ``rq worker`` from the CLI, as an operator runs it."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,10 +32,7 @@ from engage.geocoding import (
 )
 from engage.models import RecordTimezone
 from tests.hostapp import Customer, db
-
-ROOT = Path(__file__).resolve().parent.parent
-RQ = str(Path(sys.executable).parent / "rq")
-
+from tests.support import ROOT, rq_worker, worker_env
 
 # -- The offline geocoder ------------------------------------------------------------------------
 
@@ -467,14 +461,9 @@ def test_a_geocoder_missing_its_settings_is_refused_with_the_setting_named(confi
 
 def run_worker(database_url: str, redis_url: str) -> None:
     done = subprocess.run(
-        [RQ, "worker", "--burst", "-w", "engage.worker.EngageWorker", "--url", redis_url, "engage"],
+        rq_worker(redis_url, "--burst"),
         cwd=ROOT,
-        env={
-            **os.environ,
-            "FLASK_APP": "tests.hostapp:create_app()",
-            "HOSTAPP_DATABASE_URL": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        },
+        env=worker_env(database_url, redis_url),
         capture_output=True,
         text=True,
         timeout=120,

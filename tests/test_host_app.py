@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.support import add_email, sign_in
+from tests.support import add_email, csrf_token, sign_in
 
 
 def test_the_host_record_page_shows_engage_timeline_at_its_own_prefix(app):
@@ -87,11 +87,6 @@ def test_a_user_without_a_sales_role_gets_a_page_that_says_why(app):
 def test_nobody_signed_in_is_told_to_sign_in(app):
     response = app.test_client().get("/crm/engage/timeline/customer/1")
     assert response.status_code == 401 and "Sign in" in response.get_data(as_text=True)
-
-
-def csrf_token(client, url: str) -> str:
-    body = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', body).group(1)
 
 
 def test_only_an_admin_changes_the_engagement_switch(app):

@@ -27,10 +27,21 @@ from engage.reminders import (
     summary,
 )
 from tests.hostapp import db
-from tests.support import sign_in
-from tests.test_delivery import load, run_delivery
-from tests.test_replies import TOKEN, post_inbound, reply
-from tests.test_tracking import CHROME, age_delivery, drain, send_followed
+from tests.support import (
+    CHROME,
+    TOKEN,
+    age_delivery,
+    compose_fields,
+    csrf_token,
+    drain,
+    load,
+    open_pixel,
+    post_inbound,
+    reply,
+    run_delivery,
+    send_followed,
+    sign_in,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -45,21 +56,14 @@ def rem_app(app, smtp_sink, redis_client):
     return app
 
 
-def csrf(client, url="/crm/engage/compose?regarding=customer:1"):
-    body = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
-
-
 def local(delta: timedelta) -> str:
     """A datetime-local value in Berlin, ``delta`` from now."""
     return (utcnow() + delta).astimezone(BERLIN).strftime("%Y-%m-%dT%H:%M")
 
 
 def compose_form(client, **fields):
-    data = {
-        "csrf_token": csrf(client),
-        "regarding": "customer:1",
-        "body_format": "text",
+    """The compose form to Ada with a reminder in it (no reply within two days)."""
+    defaults = {
         "to": "Ada Lovelace <ada@example.com>",
         "subject": "Quarterly review",
         "body": "Hello Ada",
@@ -68,8 +72,7 @@ def compose_form(client, **fields):
         "reminder_condition_input": NO_REPLY,
         "reminder_at_local": local(timedelta(days=2)),
     }
-    data.update(fields)
-    return data
+    return compose_fields(client, **(defaults | fields))
 
 
 def sent_email(app, *, follow=True) -> int:
@@ -340,14 +343,15 @@ def test_an_auto_reply_does_not_resolve_no_reply(rem_app):
     assert len(cards(rem_app)) == 1
 
 
-def open_pixel(app, email_id: int, *, human: bool) -> None:
+def open_email(app, email_id: int, *, human: bool) -> None:
     if human:
         age_delivery(app, email_id)  # an open minutes after delivery is a person's
     ada = load(app, email_id).recipients[0]
-    app.test_client().get(
-        f"/crm/engage/t/o/{ada.token}.gif",
-        headers={"User-Agent": CHROME if human else "Mozilla/5.0"},
-        environ_base={"REMOTE_ADDR": "203.0.113.9" if human else "17.58.101.4"},
+    open_pixel(
+        app,
+        ada.token,
+        user_agent=CHROME if human else "Mozilla/5.0",
+        ip="203.0.113.9" if human else "17.58.101.4",
     )
     assert drain(app) == 1
 
@@ -363,7 +367,7 @@ def test_not_opened_fires_when_nobody_opened(rem_app):
 def test_not_opened_resolves_itself_after_a_human_open_through_the_pixel(rem_app):
     email_id = sent_email(rem_app)
     reminder_id = add_reminder(rem_app, email_id, NOT_OPENED)
-    open_pixel(rem_app, email_id, human=True)  # the event worker settles it at once
+    open_email(rem_app, email_id, human=True)  # the event worker settles it at once
     row = state(rem_app, reminder_id)
     assert (row.state, row.resolved_reason) == ("resolved", "Ada Lovelace opened it")
     assert run(rem_app, reminder_id, row.remind_at.isoformat()) == "stale"
@@ -385,7 +389,7 @@ def test_the_job_still_resolves_a_reminder_met_without_the_workers_noticing(rem_
 def test_a_machine_open_does_not_resolve_not_opened(rem_app):
     email_id = sent_email(rem_app)
     reminder_id = add_reminder(rem_app, email_id, NOT_OPENED)
-    open_pixel(rem_app, email_id, human=False)  # a prefetch seconds after delivery
+    open_email(rem_app, email_id, human=False)  # a prefetch seconds after delivery
     assert run(rem_app, reminder_id, come_due(rem_app, reminder_id)) == "fired"
     assert len(cards(rem_app)) == 1
 
@@ -420,7 +424,7 @@ def test_a_job_that_runs_early_puts_itself_back(rem_app):
 
 def page_form(client, email_id, **fields):
     data = {
-        "csrf_token": csrf(client, f"/crm/engage/emails/{email_id}"),
+        "csrf_token": csrf_token(client, f"/crm/engage/emails/{email_id}"),
         "browser_zone": "Europe/Berlin",
         "reminder_title_input": "Call Ada",
         "reminder_condition_input": NOT_OPENED,
@@ -487,7 +491,7 @@ def test_another_rep_cannot_see_or_change_your_reminder(rem_app):
     email_id = sent_email(rem_app)
     reminder_id = add_reminder(rem_app, email_id, ANYWAY)
     rita = sign_in(rem_app.test_client(), 2)
-    token = csrf(rita)
+    token = csrf_token(rita)
     url = f"/crm/engage/emails/{email_id}/reminder"
     for action in ("set_reminder", "remove_reminder"):
         response = rita.post(

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime
 from http.cookiejar import CookieJar
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -37,14 +33,20 @@ from engage.replies import (
 )
 from tests.hostapp import db
 from tests.imap_server import ImapServer, start_dovecot
-from tests.support import sign_in
-from tests.test_delivery import run_delivery, send
-
-ROOT = Path(__file__).resolve().parent.parent
-RQ = str(Path(sys.executable).parent / "rq")
-TOKEN = "inbound-test-token-0123456789"
-INBOUND = "/crm/engage/inbound/replies"
-
+from tests.support import (
+    DEMO_TEST_CLIENT,
+    INBOUND,
+    ROOT,
+    TOKEN,
+    demo_config,
+    post_inbound,
+    reply,
+    rq_worker,
+    run_delivery,
+    send,
+    sign_in,
+    worker_env,
+)
 
 # -- fixtures ---------------------------------------------------------------------------------
 
@@ -76,37 +78,6 @@ def sent(app, smtp_sink, redis_client) -> dict:
     ids = {received.message["Message-ID"] for received in smtp_sink.messages}
     assert len(ids) == 1  # every copy carries the email's one Message-ID
     return {"email_id": email_id, "message_id": ids.pop()}
-
-
-def reply(
-    in_reply_to: str | None,
-    *,
-    sender: str = "Ada Lovelace <ada@example.com>",
-    subject: str = "Re: Quarterly review",
-    text: str = "Tuesday works for me. Let's talk then.",
-    message_id: str | None = "<reply-1@example.com>",
-    date: datetime | None = None,
-    references: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> bytes:
-    """A reply as a mail program writes it: threading headers, the original quoted below."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = "Sam Seller <sam@host.test>"
-    message["Subject"] = subject
-    message["Date"] = format_datetime(date or datetime.now(UTC) - timedelta(minutes=5))
-    if message_id:
-        message["Message-ID"] = message_id
-    if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-        message["References"] = references or in_reply_to
-    for name, value in (headers or {}).items():
-        message[name] = value
-    message.set_content(
-        f"{text}\n\nOn Mon, 3 Jun 2024 at 10:00, Sam Seller <sam@host.test> wrote:\n"
-        "> Hello Ada, see Q3\n> (https://example.com/q3)\n"
-    )
-    return bytes(message)
 
 
 def party_of(app, email_id: int, address: str) -> Party:
@@ -175,14 +146,11 @@ def test_the_rq_worker_started_from_the_cli_runs_the_imap_poll(
         job = current_engage.queue.enqueue(poll_imap)
     imap_config = {"ENGAGE_IMAP_URL": mailbox.url}
     done = subprocess.run(
-        [RQ, "worker", "--burst", "-w", "engage.worker.EngageWorker", "--url", redis_url, "engage"],
+        rq_worker(redis_url, "--burst"),
         cwd=ROOT,
-        env={
-            **os.environ,
-            "FLASK_APP": f"tests.hostapp:create_app({imap_config!r})",
-            "HOSTAPP_DATABASE_URL": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-        },
+        env=worker_env(
+            database_url, redis_url, FLASK_APP=f"tests.hostapp:create_app({imap_config!r})"
+        ),
         capture_output=True,
         text=True,
         timeout=120,
@@ -259,14 +227,6 @@ def test_imap_urls_carry_percent_encoded_credentials_and_a_mailbox():
 
 
 # -- the inbound endpoint ---------------------------------------------------------------------
-
-
-def post_inbound(app, body: bytes, token: str | None = TOKEN, **headers: str):
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return app.test_client().post(
-        INBOUND, data=body, headers=headers, content_type="message/rfc822"
-    )
 
 
 def test_the_inbound_endpoint_matches_a_reply_and_answers_json(app, sent):
@@ -461,13 +421,7 @@ def test_the_demo_mailboxs_reply_reaches_engage_through_the_inbound_endpoint(
     from engage.emails import DraftInput, save_draft, submit
 
     demo = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path / "demo"),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "ENGAGE_REDIS_URL": redis_url,
-            "TESTING": True,
-            "WTF_CSRF_ENABLED": False,
-        }
+        demo_config(tmp_path / "demo", database_url, ENGAGE_REDIS_URL=redis_url, **DEMO_TEST_CLIENT)
     )
     assert demo.config["ENGAGE_INBOUND_TOKEN"]
     controller = start_smtp_sink(demo, "127.0.0.1", 0)
@@ -534,14 +488,13 @@ def test_the_demo_mailbox_says_so_when_engage_cannot_be_reached(tmp_path, databa
     from engage.demo.models import db as demo_db
 
     demo = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path / "demo"),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "TESTING": True,
-            "WTF_CSRF_ENABLED": False,
+        demo_config(
+            tmp_path / "demo",
+            database_url,
+            **DEMO_TEST_CLIENT,
             # Nobody listens here: the test client is no server engage could be reached on.
-            "SERVER_NAME": "127.0.0.1:9",
-        }
+            SERVER_NAME="127.0.0.1:9",
+        )
     )
     try:
         with demo.app_context():

@@ -9,18 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engage import current_engage
-from engage.emails import DraftInput, save_draft, submit
 from engage.jobs import sweep
 from engage.models import Email, EmailStatus, RecordTimezone, utcnow
-from engage.records import EngageUser, RecordRef
+from engage.records import RecordRef
 from engage.send_later import reschedule, send_scheduled
 from tests.hostapp import db
-from tests.support import sign_in
-from tests.test_delivery import load
+from tests.support import compose_fields, csrf_in, load, send, sign_in
 
-SAM = EngageUser(
-    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
-)
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
@@ -30,40 +25,21 @@ def sched_app(app, smtp_sink):
     return app
 
 
-def token(client, url="/crm/engage/compose?regarding=customer:1"):
-    body = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
-
-
 def form(client, **fields):
-    data = {
-        "csrf_token": token(client),
-        "regarding": "customer:1",
-        "body_format": "text",
+    defaults = {
         "to": "ada@example.com",
         "subject": "Later",
         "body": "Hello",
         "browser_zone": "Europe/Berlin",
     }
-    data.update(fields)
-    return data
+    return compose_fields(client, **(defaults | fields))
 
 
 def schedule(app, when) -> int:
-    with app.app_context():
-        email = save_draft(
-            db.session,
-            SAM,
-            DraftInput(
-                to="ada@example.com",
-                subject="Later",
-                body="<p>x</p>",
-                regarding=RecordRef("customer", "1"),
-            ),
-            None,
-        )
-        submit(db.session, SAM, email, send_at=when)
-        return email.id
+    """An email to Ada alone, scheduled for ``when``."""
+    return send(
+        app, to="ada@example.com", cc="", bcc="", subject="Later", html="<p>x</p>", send_at=when
+    )
 
 
 def run(app, email_id, due) -> str:
@@ -159,7 +135,7 @@ def test_a_deleted_scheduled_email_never_goes(sched_app, smtp_sink, redis_client
     client = sign_in(sched_app.test_client(), 1)
     detail = client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
     assert "Change schedule" in detail and "Remove delay" in detail
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', detail).group(1)
+    csrf = csrf_in(detail)
     assert (
         client.post(f"/crm/engage/emails/{email_id}/delete", data={"csrf_token": csrf}).status_code
         == 302
@@ -172,7 +148,7 @@ def test_change_schedule_and_send_now_on_the_email_page(sched_app, smtp_sink, re
     email_id = schedule(sched_app, due)
     client = sign_in(sched_app.test_client(), 1)
     detail = client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', detail).group(1)
+    csrf = csrf_in(detail)
     new = (utcnow() + timedelta(days=3)).astimezone(BERLIN).replace(second=0, microsecond=0)
     client.post(
         f"/crm/engage/emails/{email_id}/reschedule",

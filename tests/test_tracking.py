@@ -6,51 +6,21 @@ import json
 import re
 from datetime import timedelta
 
-import pytest
-
 from engage import current_engage
-from engage.emails import DraftInput, save_draft, submit
-from engage.events import persist_events
-from engage.models import Email, EventKind, TrackingEvent, utcnow
-from engage.records import EngageUser, RecordRef
+from engage.models import EventKind, TrackingEvent, utcnow
 from engage.tracking import QUEUE_KEY, new_token, token_is_genuine
 from tests.hostapp import Customer, db
-from tests.support import sign_in
-from tests.test_delivery import load, run_delivery
-
-SAM = EngageUser(
-    id="1", name="Sam Seller", email="sam@host.test", roles={"salesperson"}, team="north"
+from tests.support import (
+    CHROME,
+    FOLLOWED_BODY,
+    age_delivery,
+    compose_fields,
+    drain,
+    load,
+    run_delivery,
+    send_followed,
+    sign_in,
 )
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36"
-)
-BODY = (
-    '<div>Hello, see <a href="https://example.com/offer?a=1&amp;b=2">the offer</a> and '
-    '<a href="https://example.com/terms">the terms</a>, or <a href="mailto:sam@host.test">write</a>.</div>'
-)
-
-
-@pytest.fixture
-def tracked_app(app, smtp_sink):
-    app.config.update(ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_PUBLIC_URL="https://crm.example.com")
-    return app
-
-
-def send_followed(app, *, to="ada@example.com", cc="grace@example.com", bcc="", follow=True) -> int:
-    with app.app_context():
-        draft = DraftInput(
-            to=to,
-            cc=cc,
-            bcc=bcc,
-            subject="Offer",
-            body=BODY,
-            regarding=RecordRef("customer", "1"),
-            follow=follow,
-        )
-        email = save_draft(db.session, SAM, draft, None)
-        submit(db.session, SAM, email)
-        return email.id
 
 
 def copies(sink):
@@ -62,19 +32,6 @@ def copies(sink):
         text = message.get_payload()[0].get_payload(decode=True).decode()
         out[received.rcpt_tos[0]] = (html, text)
     return out
-
-
-def age_delivery(app, email_id, seconds=120):
-    """Move the delivery time back, so that opens are not 'seconds after delivery'."""
-    with app.app_context():
-        for party in db.session.get(Email, email_id).recipients:
-            party.delivered_at = utcnow() - timedelta(seconds=seconds)
-        db.session.commit()
-
-
-def drain(app) -> int:
-    with app.app_context():
-        return persist_events()
 
 
 def test_tokens_are_random_signed_and_refuse_forgery(tracked_app):
@@ -237,17 +194,14 @@ def test_a_recipient_who_does_not_allow_following_blocks_it_and_gets_a_clean_cop
         db.session.get(Customer, 2).tracking_ok = False
         db.session.commit()
     sam = sign_in(tracked_app.test_client(), 1)
-    page = sam.get("/crm/engage/compose?regarding=customer:1").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    form = {
-        "csrf_token": token,
-        "regarding": "customer:1",
-        "body_format": "html",
-        "to": "ada@example.com",
-        "cc": "grace@example.com",
-        "subject": "Offer",
-        "body": BODY,
-    }
+    form = compose_fields(
+        sam,
+        body_format="html",
+        to="ada@example.com",
+        cc="grace@example.com",
+        subject="Offer",
+        body=FOLLOWED_BODY,
+    )
     blocked = sam.post("/crm/engage/compose", data={**form, "action": "retry_follow"})
     html = blocked.get_data(as_text=True)
     assert "Blocked" in html and "View preferences" in html and "Grace Hopper" in html

@@ -21,7 +21,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 
-from tests.support import sign_in
+from tests.support import COMPOSE_URL, DEMO_TEST_CLIENT, demo_config, save_template, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "engage"
@@ -175,8 +175,6 @@ def test_the_demo_is_not_extracted():
 
 # ---- German on the page ------------------------------------------------------------------
 
-COMPOSE = "/crm/engage/compose?regarding=customer:1"
-
 
 def text_of(response) -> str:
     assert response.status_code == 200, response.status_code
@@ -186,8 +184,6 @@ def text_of(response) -> str:
 @pytest.fixture
 def german_app(app):
     """The host app, its Flask-Babel locale selector answering German (as a host's would)."""
-    from tests.test_email_templates import save_template
-
     mia = sign_in(app.test_client(), 3)
     assert save_template(mia, name="Danke", language="de").status_code in (200, 302, 303)
     app.extensions["babel"].locale_selector = lambda: "de"
@@ -196,7 +192,7 @@ def german_app(app):
 
 def test_a_german_salesperson_sees_the_compose_panel_in_german(german_app):
     sam = sign_in(german_app.test_client(), 1)
-    panel = text_of(sam.get(COMPOSE))
+    panel = text_of(sam.get(COMPOSE_URL))
     for german in (
         "Neue E-Mail",
         "Hinsichtlich",
@@ -252,7 +248,7 @@ def test_weekdays_and_months_follow_the_users_language(german_app):
 
 def test_without_a_locale_selector_the_panel_stays_english(app):
     sam = sign_in(app.test_client(), 1)
-    panel = text_of(sam.get(COMPOSE))
+    panel = text_of(sam.get(COMPOSE_URL))
     assert "Insert template" in panel and "Vorlage einfügen" not in panel
 
 
@@ -263,14 +259,7 @@ def test_the_demo_shows_engage_in_german_to_a_browser_that_asks_for_it(tmp_path,
     from engage.demo import create_app
     from engage.demo.models import Contact, User, db
 
-    app = create_app(
-        {
-            "ENGAGE_DEMO_DATA_DIR": str(tmp_path),
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "TESTING": True,
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
+    app = create_app(demo_config(tmp_path, database_url, **DEMO_TEST_CLIENT))
     with app.app_context():
         user_id = db.session.query(User.id).filter(User.name == "Mia Berg").scalar()
         contact_id = db.session.query(Contact.id).filter(Contact.last_name == "Müller").scalar()

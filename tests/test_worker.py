@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from rq.job import Job, JobStatus
@@ -14,32 +12,15 @@ from rq.job import Job, JobStatus
 from engage import current_engage
 from engage.jobs import sweep
 from engage.queueing import SWEEP_HEARTBEAT_KEY, last_sweep
-from tests import hostapp
-
-ROOT = Path(__file__).resolve().parent.parent
-RQ = str(Path(sys.executable).parent / "rq")
+from tests.support import ROOT, RQ, drop_host_tables, make_host_app, rq_worker, worker_env
 
 
 @pytest.fixture
 def app(database_url, redis_url, redis_client):
-    app = hostapp.create_app(
-        {"SQLALCHEMY_DATABASE_URI": database_url, "ENGAGE_REDIS_URL": redis_url}
-    )
+    """The host app as an operator's config has it: no test settings, nobody in it."""
+    app = make_host_app(database_url, redis_url)
     yield app
-    with app.app_context():
-        hostapp.db.session.remove()
-        hostapp.engage.drop_all()
-        hostapp.db.drop_all()
-
-
-def worker_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FLASK_APP": "tests.hostapp:create_app()",
-        "HOSTAPP_DATABASE_URL": database_url,
-        "ENGAGE_REDIS_URL": redis_url,
-        **extra,
-    }
+    drop_host_tables(app)
 
 
 @pytest.mark.parametrize(
@@ -51,17 +32,7 @@ def test_rq_worker_runs_engage_jobs_inside_the_host_app(
     with app.app_context():
         job = current_engage.queue.enqueue(sweep)
     done = subprocess.run(
-        [
-            RQ,
-            "worker",
-            "--burst",
-            "--with-scheduler",
-            "--worker-class",
-            worker_class,
-            "--url",
-            redis_url,
-            "engage",
-        ],
+        rq_worker(redis_url, "--burst", "--with-scheduler", worker_class=worker_class),
         cwd=ROOT,
         env=worker_env(database_url, redis_url),
         capture_output=True,
@@ -88,16 +59,7 @@ def test_rq_cron_puts_the_sweep_on_the_queue_and_a_worker_runs_it(
         stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [
-            RQ,
-            "worker",
-            "--with-scheduler",
-            "-w",
-            "worker.EngageWorker",
-            "--url",
-            redis_url,
-            "engage",
-        ],
+        rq_worker(redis_url, "--with-scheduler", worker_class="worker.EngageWorker"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -120,7 +82,7 @@ def test_rq_cron_puts_the_sweep_on_the_queue_and_a_worker_runs_it(
 
 def test_a_missing_host_app_stops_the_worker_with_flasks_own_message(redis_url, tmp_path):
     done = subprocess.run(
-        [RQ, "worker", "--burst", "-w", "engage.worker.EngageWorker", "--url", redis_url, "engage"],
+        rq_worker(redis_url, "--burst"),
         cwd=tmp_path,
         env={**os.environ, "FLASK_APP": "no_such_module"},
         capture_output=True,
