@@ -1,7 +1,7 @@
 """engage's own pages under its Content-Security-Policy, in a real browser: nothing refused.
 
-The compose panel with Trix, the timeline with its htmx swaps, the assistant and the templates
-editor are driven in the demo while every CSP violation is collected, from the console and from
+The compose panel with Trix, the timeline with its htmx swaps, the assistant, the templates
+editor, an email's page and the settings are driven in the demo while every CSP violation is collected, from the console and from
 ``securitypolicyviolation`` events. And a page of another origin cannot frame engage's pages.
 """
 
@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from engage.demo.models import Contact, db
+from engage.models import Email
 
 pytestmark = pytest.mark.browser
 
@@ -61,6 +62,14 @@ class Watch:
 def contact_id(app: Flask, last_name: str) -> int:
     with app.app_context():
         found = db.session.scalar(sa.select(Contact.id).where(Contact.last_name == last_name))
+        db.session.remove()
+    assert found is not None
+    return found
+
+
+def latest_email_id(app: Flask) -> int:
+    with app.app_context():
+        found = db.session.scalar(sa.select(sa.func.max(Email.id)))
         db.session.remove()
     assert found is not None
     return found
@@ -122,6 +131,14 @@ def test_engages_pages_raise_no_csp_violation_while_used(page, demo):
     assert_styles_applied(page)
     assert watch.violations() == []
 
+    # engage's start page and the saved draft's own page.
+    for path in ("/", f"/emails/{latest_email_id(demo.app)}"):
+        response = page.goto(f"{demo.url}{PREFIX}{path}")
+        assert response.ok
+        assert_under_engages_policy(response)
+        page.wait_for_load_state("networkidle")
+        assert watch.violations() == [], path
+
     # The assistant, which polls for its cards with htmx.
     response = page.goto(f"{demo.url}{PREFIX}/assistant")
     assert_under_engages_policy(response)
@@ -141,6 +158,12 @@ def test_engages_pages_raise_no_csp_violation_while_used(page, demo):
     assert_styles_applied(page)
     page.get_by_role("button", name="Save").click()
     page.get_by_text("Template “Strict” saved.").wait_for()
+    assert watch.violations() == []
+
+    # The organisation settings, as an admin.
+    sign_in(page, demo, "Alex Kim")
+    response = page.goto(f"{demo.url}{PREFIX}/settings")
+    assert_under_engages_policy(response)
     assert watch.violations() == []
 
     # The watch does see a violation when there is one: an inline style without the nonce.
