@@ -10,6 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: engage's Content-Security-Policy, the default of ``ENGAGE_CONTENT_SECURITY_POLICY`` (README
+#: "Security"). Scripts only from the app's own origin: engage has no inline script, no ``on…=``
+#: handler and needs no eval. Styles from the origin, plus the response's nonce for the
+#: ``<style>`` tags Trix (its elements' base styles) and htmx (its request indicators) add at
+#: load; ``engage_assets()`` hands them the nonce. Images from the origin and ``data:``, which
+#: Trix's stylesheet draws its toolbar icons with. No plugins, no ``<base>``, forms only to the
+#: app, framing only by the app. ``'nonce-{nonce}'`` is replaced by each response's nonce.
+DEFAULT_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; "
+    "script-src 'self'; "
+    "style-src 'self' 'nonce-{nonce}'; "
+    "img-src 'self' data:; "
+    "object-src 'none'; "
+    "base-uri 'self'; "
+    "form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+
 DEFAULTS: dict[str, Any] = {
     # Where the blueprint is mounted on the host.
     "ENGAGE_URL_PREFIX": "/engage",
@@ -54,6 +72,17 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_INBOUND_TOKEN": None,
     # Timeline page size (activities per page; the next page loads as you scroll).
     "ENGAGE_TIMELINE_PAGE_SIZE": 20,
+    # Whether engage sets security headers on its own responses (README "Security"):
+    # Content-Security-Policy, X-Frame-Options, X-Content-Type-Options, Referrer-Policy. False
+    # leaves them all to the host (one that sets its own app-wide, say with Flask-Talisman).
+    "ENGAGE_SECURITY_HEADERS": True,
+    # The Content-Security-Policy of engage's responses; ``None`` or "" sends none. Keep
+    # 'nonce-{nonce}' in style-src for Trix and htmx (it becomes each response's nonce).
+    "ENGAGE_CONTENT_SECURITY_POLICY": DEFAULT_CONTENT_SECURITY_POLICY,
+    # Other origins that may frame engage's pages besides the app's own, such as
+    # ("https://portal.example.com",) or a string of them separated by spaces. They join the
+    # policy's frame-ancestors, and X-Frame-Options (which cannot name them) is then not sent.
+    "ENGAGE_FRAME_ANCESTORS": (),
     # The scope of the service worker; ``None`` means the URL prefix. A host that wants the
     # whole site to work offline sets "/" (engage then sends Service-Worker-Allowed).
     "ENGAGE_SERVICE_WORKER_SCOPE": None,

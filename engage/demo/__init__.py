@@ -125,6 +125,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ENGAGE_APP_START_URL="/",
         ENGAGE_APP_NAME="engage demo CRM",
         ENGAGE_ATTACHMENT_DIR=str(data_dir / "attachments"),
+        # What engage's README asks of every host: the session cookie stays out of other
+        # sites' requests (no cross-site form posts riding on it) and out of scripts' reach.
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
     )
     app.config.update(config)
     app.config.update(

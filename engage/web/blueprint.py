@@ -24,6 +24,7 @@ from ..ids import MAX_ID
 from ..records import RecordRef
 from .guards import Denied
 from .htmx import add_vary
+from .security import csp_nonce, set_security_headers
 
 PACKAGE = Path(__file__).resolve().parent.parent
 STATIC = PACKAGE / "static"
@@ -98,6 +99,10 @@ def _vary_on_htmx(response: Response) -> Response:
     return add_vary(response)
 
 
+# Content-Security-Policy, X-Frame-Options, nosniff, Referrer-Policy (see engage.web.security).
+blueprint.after_request(set_security_headers)
+
+
 @blueprint.record_once
 def _register_template_globals(state: Any) -> None:
     # App-wide globals, so host templates can place engage's partials on any page. ``_e`` is
@@ -109,6 +114,7 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(locale_tag, "engage_locale")
     state.app.add_template_global(format_when, "engage_when")
     state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
+    state.app.add_template_global(csp_nonce, "engage_csp_nonce")
     # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
     state.app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
 
@@ -118,10 +124,14 @@ def engage_root() -> str:
     return url_for("engage.home")
 
 
-def engage_assets() -> Markup:
+def engage_assets(nonce: str | None = None) -> Markup:
     """The tags a host page needs for engage's partials: CSS, htmx, engage.js, the manifest.
 
     Put ``{{ engage_assets() }}`` in the ``<head>`` of every host page that shows a partial.
+
+    :param nonce: the style nonce of the host's own Content-Security-Policy, if it has one
+        without ``'unsafe-inline'`` styles: Trix and htmx put it on the ``<style>`` tags they
+        add. On engage's own pages it defaults to the nonce of engage's policy.
     """
     config = current_app.config
     scope = config["ENGAGE_SERVICE_WORKER_SCOPE"] or engage_root()
@@ -131,6 +141,11 @@ def engage_assets() -> Markup:
     offline = _("The server cannot be reached. Check your connection and try again.")
     parts = [
         f'<meta name="engage-csrf-token" content="{escape(generate_csrf())}">',
+    ]
+    if nonce := nonce or csp_nonce():
+        # Trix reads its nonce from this tag; engage.js hands it to htmx.
+        parts.append(f'<meta name="trix-csp-nonce" content="{escape(nonce)}">')
+    parts += [
         f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/vendor/trix.css")}">',
         f'<link rel="stylesheet" href="{url_for("engage.static", filename="engage/engage.css")}">',
         f'<link rel="manifest" href="{url_for("engage.manifest")}">',

@@ -8,7 +8,8 @@ middleware, installed by :meth:`engage.Engage.init_app`, answers pixel requests 
 every other request to the app unchanged.
 
 It keeps the endpoint's promises: the GIF for every token, an event only for a genuine one,
-noted through :func:`engage.tracking.note_event` like every other event, and no database access.
+noted through :func:`engage.tracking.note_event` like every other event, no database access,
+and the same headers as the route (no-store, and the security headers of a tracking URL).
 A host that puts a proxy fix (``ProxyFix``) around its app after ``init_app`` gets corrected
 client addresses here too.
 """
@@ -22,6 +23,7 @@ from flask import Flask
 
 from ..models import EventKind
 from ..tracking import note_event, token_is_genuine
+from .security import security_headers
 from .tracking import NO_STORE, PIXEL
 
 StartResponse = Callable[..., Any]
@@ -41,6 +43,17 @@ class PixelFastPath:
         self.wrapped = wrapped
         self.app = app
         self.start = app.config["ENGAGE_URL_PREFIX"].rstrip("/") + "/t/o/"
+        self._headers: list[tuple[str, str]] | None = None
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The pixel's headers: the route's, with the security headers of a tracking URL.
+
+        Made on the first pixel, once the host has finished setting its config.
+        """
+        if self._headers is None:
+            security = security_headers(self.app.config, tracking=True)
+            self._headers = [*_HEADERS, *security.items()]
+        return self._headers
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -53,7 +66,7 @@ class PixelFastPath:
         token = path[len(self.start) : -len(".gif")]
         if token_is_genuine(token, self.app.config["SECRET_KEY"] or b""):
             self._note(token, method, environ)
-        start_response("200 OK", list(_HEADERS))
+        start_response("200 OK", list(self.headers()))
         return [] if method == "HEAD" else [PIXEL]
 
     def _note(self, token: str, method: str, environ: dict[str, Any]) -> None:

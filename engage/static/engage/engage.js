@@ -17,6 +17,23 @@
   // take it now; the service worker is registered later, after page load.
   var thisScript = document.currentScript;
 
+  /* ---- The style nonce, for htmx -----------------------------------------
+   * Under a Content-Security-Policy without 'unsafe-inline' styles, the
+   * <style> htmx adds for its request indicators needs the page's nonce.
+   * engage_assets() puts it in a meta tag (Trix reads the same tag). htmx
+   * adds its style once the document is parsed, so handing the nonce over
+   * now (htmx loaded first) or then (htmx loaded after this file) is in
+   * time; a nonce the page's own htmx-config gives wins.
+   */
+  function shareStyleNonce() {
+    var meta = document.querySelector('meta[name="trix-csp-nonce"]');
+    if (meta && window.htmx && !window.htmx.config.inlineStyleNonce) {
+      window.htmx.config.inlineStyleNonce = meta.getAttribute("content");
+    }
+  }
+  shareStyleNonce();
+  document.addEventListener("DOMContentLoaded", shareStyleNonce);
+
   /* ---- CSRF token on htmx requests --------------------------------------
    * Plain forms carry the token in a hidden field. htmx requests sent from
    * buttons or links have no such field, so the token travels as a header
