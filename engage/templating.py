@@ -20,7 +20,9 @@ Every value a template computes is bounded, not only what it writes out: no text
 :data:`MAX_POWER_BITS`, and no more than :data:`MAX_RENDER_WORK` work in all. Whatever can grow
 with an argument (``"x" * n``, ``replace``, ``center``, ``format``, ``join``, …) is measured
 from its arguments before it runs, so nothing too large is ever built; whatever only changes
-its input by a small factor (``upper``, ``escape``, ``tojson``, …) is measured after.
+its input by a small factor (``upper``, ``escape``, ``tojson``, …) is measured after. The parts
+of a template that need no value are worked out when it is saved, under the same limits, so
+``{{ "x" * 10 ** 8 }}`` is refused on save with its line rather than on every rep's Apply.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from __future__ import annotations
 import functools
 import re
 import types
+from _string import formatter_field_name_split
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from string import Formatter
 from typing import Any, TypeVar
 
 from jinja2 import TemplateError, TemplateSyntaxError, Undefined, nodes, pass_eval_context
 from jinja2.filters import make_attrgetter
-from jinja2.runtime import markup_join, str_join
+from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import (
     ImmutableSandboxedEnvironment,
     SandboxedFormatter,
@@ -196,8 +200,11 @@ def _without_empty(**fields: object) -> dict[str, object]:
 def check_syntax(source: str) -> list[SyntaxProblem]:
     """The problems that keep ``source`` from being saved; empty when it is fine.
 
-    Parses without rendering. Reports Jinja syntax errors and constructs the sandbox would
-    refuse (such as ``__class__`` or ``config``), each with its 1-based line.
+    Does not render: no value is filled in. Reports Jinja syntax errors and constructs the
+    sandbox would refuse (such as ``__class__`` or ``config``), each with its 1-based line, and
+    works out the parts that need no value under the limits of a render, so what is certain
+    to be refused then (``9 ** 9 ** 9``, ``"x" * 10 ** 8``, ``name | center(10 ** 8)``) is
+    refused now.
     """
     try:
         _parse(source)
@@ -283,6 +290,7 @@ def _parse(source: str) -> nodes.Template:
         raise TemplateBroken(exc.message or str(exc), line=line) from None
     for node in tree.find_all(nodes.Node):
         _refuse_node(node)
+    _ConstantCheck().run(tree)
     return tree
 
 
@@ -570,7 +578,10 @@ def _width(value: object) -> int:
 
 def _argument_limits(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     """Refuse the arguments that make the filter or method ``name`` too large whatever it is
-    applied to: a ``center`` wider than MAX_OUTPUT_CHARS is too wide for any text."""
+    applied to: a ``center`` wider than MAX_OUTPUT_CHARS is too wide for any text.
+
+    Used while rendering and, with the arguments written as literals, when saving.
+    """
     if name in ("center", "ljust", "rjust", "zfill"):
         width = _argument(args, kwargs, 0, "width")
         if _is_int(width):
@@ -931,6 +942,235 @@ class _Measured(NodeTransformer):
         for operand in node.ops:
             operand.expr = _private_filter(operand.expr, _WEIGH)
         return node
+
+
+# -- Saving: working out what needs no value ----------------------------------------------------
+
+_UNKNOWN: Any = object()
+#: Filters that take the name of an attribute, and where: its position among the arguments
+#: after the value, if it has one, and its keyword.
+_ATTRIBUTE_ARGUMENTS: dict[str, tuple[int | None, str]] = {
+    "attr": (0, "name"),
+    "groupby": (0, "attribute"),
+    "join": (1, "attribute"),
+    "map": (None, "attribute"),
+    "max": (1, "attribute"),
+    "min": (1, "attribute"),
+    "rejectattr": (0, "attr"),
+    "selectattr": (0, "attr"),
+    "sort": (2, "attribute"),
+    "sum": (0, "attribute"),
+    "unique": (1, "attribute"),
+}
+
+
+def _private_name(name: object) -> str | None:
+    """The part of an attribute path (``"a._b"``) a template may not use, if any."""
+    if isinstance(name, str):
+        for part in name.split("."):
+            if part.startswith("_"):
+                return part
+    return None
+
+
+def _refuse_private(name: object, line: int) -> None:
+    private = _private_name(name)
+    if private is not None:
+        raise _Refusal(f"names starting with '_' ({private!r}) cannot be used", line)
+
+
+class _ConstantCheck:
+    """Work out, under the limits of a render, every part of a template that needs no value.
+
+    A literal too large to compute (``9 ** 9 ** 9``, ``"x" * 1e8``), an argument too large
+    for any value (``name | center(10 ** 8)``) and a private name spelled out in a literal
+    (``name | attr("__class__")``, ``"{0.__class__}".format(name)``) are all refused with
+    their line. Anything else that fails (``1 / 0``) is left for the render to report.
+    """
+
+    def __init__(self) -> None:
+        self.environment = _TEXT_ENVIRONMENT
+        self.values: dict[int, Any] = {}
+        self.context: Context | None = None
+
+    def run(self, tree: nodes.Template) -> None:
+        token = _current_render.set(_RenderState({}))
+        try:
+            for node in tree.find_all(nodes.Node):
+                line = node.lineno or 1
+                try:
+                    self.check(node)
+                except SecurityError as exc:
+                    raise _Refusal(str(exc), line) from None
+        finally:
+            _current_render.reset(token)
+
+    def check(self, node: nodes.Node) -> None:
+        line = node.lineno or 1
+        if isinstance(node, nodes.Expr):
+            self.value(node)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Expr):
+            _refuse_private(self.value(node.arg), line)
+        elif isinstance(node, nodes.Filter):
+            args, kwargs = self.arguments(node)
+            _argument_limits(node.name, args, kwargs)
+            if node.name in _ATTRIBUTE_ARGUMENTS:
+                position, keyword = _ATTRIBUTE_ARGUMENTS[node.name]
+                attribute = kwargs.get(keyword, _UNKNOWN)
+                if position is not None and len(args) > position:
+                    attribute = args[position]
+                if node.name == "attr":
+                    if isinstance(attribute, str) and attribute.startswith("_"):
+                        _refuse_private(attribute, line)
+                else:
+                    _refuse_private(attribute, line)
+            if node.name == "format" and node.node is not None:
+                template = self.value(node.node)
+                if isinstance(template, str):
+                    _check_chars(_percent_length(template, None))
+        elif isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+            args, kwargs = self.arguments(node)
+            name = node.node.attr
+            _argument_limits(name, args, kwargs)
+            owner = self.value(node.node.node)
+            if isinstance(owner, str) and name in ("format", "format_map"):
+                self.check_format(owner, line)
+        elif isinstance(node, nodes.Mod):
+            template = self.value(node.left)
+            if isinstance(template, str | bytes):
+                _check_chars(_percent_length(template, None))
+        elif isinstance(node, nodes.For) and isinstance(node.iter, nodes.Expr):
+            items = self.value(node.iter)
+            if items is not _UNKNOWN:
+                _loop_items(items, 1)
+
+    def check_format(self, template: str, line: int) -> None:
+        length = len(template)
+        try:
+            fields = list(Formatter().parse(template))
+        except ValueError:
+            return
+        for _text, name, spec, _conversion in fields:
+            if name is None:
+                continue
+            try:
+                _first, rest = formatter_field_name_split(name)
+                keys = [key for _is_attribute, key in rest]
+            except ValueError:
+                return
+            for key in keys:
+                if isinstance(key, str) and key.startswith("_"):
+                    _refuse_private(key, line)
+            if spec and "{" not in spec:
+                length += _largest_number(spec)
+                _check_chars(length)
+
+    def arguments(self, node: nodes.Filter | nodes.Call) -> tuple[list[Any], dict[str, Any]]:
+        args = [self.value(arg) for arg in node.args]
+        kwargs = {str(keyword.key): self.value(keyword.value) for keyword in node.kwargs}
+        return args, kwargs
+
+    def value(self, node: nodes.Expr) -> Any:
+        """The value of ``node`` if it needs no value from outside, else ``_UNKNOWN``."""
+        key = id(node)
+        if key not in self.values:
+            self.values[key] = _UNKNOWN
+            try:
+                self.values[key] = self.evaluate(node)
+            except _Refusal:
+                raise
+            except SecurityError as exc:
+                raise _Refusal(str(exc), node.lineno or 1) from None
+            except Exception:
+                # Left for the render to report, as a value that could not be filled in.
+                self.values[key] = _UNKNOWN
+        return self.values[key]
+
+    def evaluate(self, node: nodes.Expr) -> Any:
+        environment = self.environment
+        if isinstance(node, nodes.Const):
+            return node.value
+        if isinstance(node, nodes.List | nodes.Tuple):
+            if isinstance(node, nodes.Tuple) and node.ctx != "load":
+                return _UNKNOWN
+            items = [self.value(item) for item in node.items]
+            if _UNKNOWN in items:
+                return _UNKNOWN
+            return items if isinstance(node, nodes.List) else tuple(items)
+        if isinstance(node, nodes.Dict):
+            pairs = [(self.value(pair.key), self.value(pair.value)) for pair in node.items]
+            if any(_UNKNOWN in pair for pair in pairs):
+                return _UNKNOWN
+            return dict(pairs)
+        if isinstance(node, nodes.Concat):
+            parts = [self.value(part) for part in node.nodes]
+            if _UNKNOWN in parts:
+                return _UNKNOWN
+            return _concat(nodes.EvalContext(environment), parts)
+        if isinstance(node, nodes.BinExpr):
+            left, right = self.value(node.left), self.value(node.right)
+            if left is _UNKNOWN or right is _UNKNOWN:
+                return _UNKNOWN
+            if node.operator in environment.intercepted_binops:
+                return environment.call_binop(self.new_context(), node.operator, left, right)
+            return environment.binop_table[node.operator](left, right)
+        if isinstance(node, nodes.Neg | nodes.Pos):
+            operand = self.value(node.node)
+            if operand is _UNKNOWN:
+                return _UNKNOWN
+            return environment.unop_table[node.operator](operand)
+        if isinstance(node, nodes.Getattr):
+            owner = self.value(node.node)
+            if owner is _UNKNOWN:
+                return _UNKNOWN
+            return self.known(environment.getattr(owner, node.attr))
+        if isinstance(node, nodes.Getitem):
+            owner, argument = self.value(node.node), self.value(node.arg)
+            if owner is _UNKNOWN or argument is _UNKNOWN:
+                return _UNKNOWN
+            return self.known(environment.getitem(owner, argument))
+        if isinstance(node, nodes.Slice):
+            bounds = [
+                self.value(part) if part else None for part in (node.start, node.stop, node.step)
+            ]
+            return _UNKNOWN if _UNKNOWN in bounds else slice(*bounds)
+        if isinstance(node, nodes.Filter | nodes.Call):
+            if node.dyn_args is not None or node.dyn_kwargs is not None:
+                return _UNKNOWN
+            args, kwargs = self.arguments(node)
+            if _UNKNOWN in args or _UNKNOWN in kwargs.values():
+                return _UNKNOWN
+            if isinstance(node, nodes.Filter):
+                if node.node is None or node.name not in environment.filters:
+                    return _UNKNOWN
+                value = self.value(node.node)
+                if value is _UNKNOWN:
+                    return _UNKNOWN
+                return environment.call_filter(
+                    node.name,
+                    value,
+                    args,
+                    kwargs,
+                    context=self.new_context(),
+                    eval_ctx=nodes.EvalContext(environment),
+                )
+            function = self.value(node.node)
+            if function is _UNKNOWN:
+                return _UNKNOWN
+            return self.known(environment.call(self.new_context(), function, *args, **kwargs))
+        return _UNKNOWN
+
+    def new_context(self) -> Context:
+        if self.context is None:
+            self.context = self.environment.from_string("").new_context({})
+        return self.context
+
+    @staticmethod
+    def known(value: Any) -> Any:
+        # A generator would be used up by whoever reads it first; a missing value is unknown.
+        if isinstance(value, Undefined | types.GeneratorType):
+            return _UNKNOWN
+        return value
 
 
 @dataclass(slots=True)

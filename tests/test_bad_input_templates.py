@@ -2,7 +2,8 @@
 
 Every value a template computes is capped, not only the text it writes: a template that would
 build a huge text, list or number on the way is refused quickly, without building it, with its
-line. Ordinary templates are not affected.
+line. What needs no value to be worked out is refused when the template is saved, so it never
+reaches a rep's Apply. Ordinary templates are not affected.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 import tracemalloc
+from html import unescape
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +36,58 @@ VALUES = {
 
 TEXT = f"{MAX_OUTPUT_CHARS:,} characters"
 ITEMS = f"{MAX_ITEMS:,} items"
+BITS = "4096 bits"
+PRIVATE = "names starting with '_'"
 WORK = "steps of work"
+
+#: Templates refused without any value, each with what its refusal says. Each is the third
+#: line of the template it is tried in.
+STATIC = [
+    pytest.param("{{ ('x'*1000)|replace('x','x'*20000) }}", TEXT, id="replace"),
+    pytest.param(
+        "{{ ('x'*1000)|replace('x','x'*1000)|replace('x','x'*1000) }}", TEXT, id="replace-twice"
+    ),
+    pytest.param("{{ ('x'*1000).replace('x','x'*20000) }}", TEXT, id="str.replace"),
+    pytest.param("{{ ''|center(30000000) }}", TEXT, id="center"),
+    pytest.param("{{ recipient.first_name|center(30000000) }}", TEXT, id="center-of-a-value"),
+    pytest.param("{{ recipient.first_name.center(30000000) }}", TEXT, id="str.center"),
+    pytest.param("{{ recipient.first_name.ljust(30000000) }}", TEXT, id="str.ljust"),
+    pytest.param("{{ recipient.first_name.rjust(30000000) }}", TEXT, id="str.rjust"),
+    pytest.param("{{ order_number.zfill(30000000) }}", TEXT, id="str.zfill"),
+    pytest.param("{{ ('\\t' * 1000).expandtabs(100000) }}", TEXT, id="str.expandtabs"),
+    pytest.param("{{ 'abc'.translate({97: 'x' * 1000000}) }}", TEXT, id="str.translate"),
+    pytest.param("{{ recipient|attr('__class__') }}", PRIVATE, id="attr-dunder"),
+    pytest.param('{{ recipient|attr("_x") }}', PRIVATE, id="attr-private"),
+    pytest.param("{{ recipient|attr(name='__class__') }}", PRIVATE, id="attr-keyword"),
+    pytest.param("{{ recipient|attr('_' ~ '_class__') }}", PRIVATE, id="attr-concat"),
+    pytest.param("{{ recipient['_' ~ '_class__'] }}", PRIVATE, id="getitem-concat"),
+    pytest.param("{{ [recipient]|map(attribute='__class__')|list }}", PRIVATE, id="map-attr"),
+    pytest.param("{{ [recipient]|selectattr('_x')|list }}", PRIVATE, id="selectattr"),
+    pytest.param("{{ '{0.__class__}'.format(recipient) }}", PRIVATE, id="format-field"),
+    pytest.param("{{ 9**(9**9) }}", BITS, id="power"),
+    pytest.param("{{ (2**4000) * (2**4000) }}", BITS, id="product"),
+    pytest.param("{{ 'x'*1e8 }}", TEXT, id="text-times-float"),
+    pytest.param("{{ 'x'*100000000 }}", TEXT, id="text-times-int"),
+    pytest.param("{{ [0]*100000000 }}", ITEMS, id="list-times-int"),
+    pytest.param("{{ ('x'*999999) + ('y'*999999) }}", TEXT, id="plus"),
+    pytest.param("{{ ('x'*999999) ~ ('y'*999999) }}", TEXT, id="tilde"),
+    pytest.param("{{ '%30000000s' % recipient.first_name }}", TEXT, id="percent"),
+    pytest.param("{{ '%30000000s'|format(recipient.first_name) }}", TEXT, id="format-filter"),
+    pytest.param("{{ '{:30000000}'.format(recipient.first_name) }}", TEXT, id="str.format"),
+    pytest.param("{{ '{:>{w}}'.format('a', w=30000000) }}", TEXT, id="str.format-nested"),
+    pytest.param("{{ ('x'*2000)|join('y'*1000) }}", TEXT, id="join"),
+    pytest.param("{{ ('x'*999999)|wordwrap(1) }}", TEXT, id="wordwrap"),
+    pytest.param("{{ recipient.name|indent(100000000) }}", TEXT, id="indent"),
+    pytest.param("{{ ('a '*5000)|urlize(target='y'*1000) }}", TEXT, id="urlize"),
+    pytest.param("{{ recipient|tojson(indent=100000000) }}", TEXT, id="tojson"),
+    pytest.param("{{ ('<'*999999)|e }}", TEXT, id="escape"),
+    pytest.param("{{ (1).to_bytes(100000000, 'big') }}", TEXT, id="int.to_bytes"),
+    pytest.param("{{ [1]|batch(100000000, 'x')|list }}", ITEMS, id="batch"),
+    pytest.param("{{ [1]|slice(100000000)|list }}", ITEMS, id="slice"),
+    pytest.param("{{ ('x'*20000)|list }}", ITEMS, id="list"),
+    pytest.param("{{ ('x '*20000).split() }}", ITEMS, id="str.split"),
+    pytest.param("{% for c in 'x'*20000 %}{{ c }}{% endfor %}", "a loop would go round", id="loop"),
+]
 
 #: Templates that can only be refused with their values: (template, values, what is said).
 #: Each offending part is on the third line.
@@ -140,12 +193,31 @@ def _refusal_of(source: str, values: dict[str, object]) -> tuple[str, float, flo
     return str(caught.value), elapsed, peak
 
 
+# ---- refused on save -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("snippet", "words"), STATIC)
+def test_a_template_that_would_compute_too_much_is_refused_on_save(snippet, words):
+    [problem] = check_syntax(_template(snippet))
+    assert problem.line == 3
+    assert words in problem.message
+
+
+@pytest.mark.parametrize(("snippet", "words"), STATIC)
+def test_it_is_refused_as_quickly_when_rendered(snippet, words):
+    message, seconds, megabytes = _refusal_of(_template(snippet), VALUES)
+    assert message.startswith("Line 3: ") and words in message
+    assert seconds < 1
+    assert megabytes < 32
+
+
 # ---- refused while rendering -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("snippet", "words"), RUNTIME)
 def test_a_template_that_would_compute_too_much_with_its_values_is_refused_quickly(snippet, words):
     source = _template(snippet)
+    assert check_syntax(source) == []  # it depends on the values
     message, seconds, megabytes = _refusal_of(source, RUNTIME_VALUES)
     assert message.startswith("Line 3: ") and words in message
     assert seconds < 1
@@ -213,6 +285,18 @@ def _save(client, body: str):
 def _saved(app) -> int:
     with app.app_context():
         return db.session.scalar(sa.select(sa.func.count()).select_from(EmailTemplate))
+
+
+@pytest.mark.parametrize(("snippet", "words"), STATIC)
+def test_a_manager_saving_such_a_template_is_shown_the_line_and_nothing_is_saved(
+    app, snippet, words
+):
+    mia = sign_in(app.test_client(), 3)
+    response = _save(mia, f"<div>Hello,</div><div>thank you.</div><div>{snippet}</div>")
+    assert response.status_code == 422
+    page = unescape(response.get_data(as_text=True))
+    assert re.search(r"Line 3: [^<]*" + re.escape(words), page), page
+    assert _saved(app) == 0
 
 
 def test_a_manager_saves_an_ordinary_template(app):
