@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from jinja2 import TemplateError, TemplateSyntaxError, Undefined, nodes, pass_eval_context
 from jinja2.filters import make_attrgetter
+from jinja2.parser import Parser
 from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import (
     ImmutableSandboxedEnvironment,
@@ -66,6 +67,9 @@ MAX_POWER_BITS = 4096
 #: body ten each time round. This bounds the time of a render as the limits above bound its
 #: memory.
 MAX_RENDER_WORK = 10 * MAX_OUTPUT_CHARS
+#: The deepest a template's expressions and tags may nest; deeper, compiling it would exhaust
+#: Python's stack.
+MAX_NESTING = 100
 
 #: Names a template may not use. The first group are Jinja's default globals, all removed from
 #: the environment; they are refused by name (rather than left to render as missing values) so
@@ -279,19 +283,46 @@ class _Refusal(Exception):
         self.line = line
 
 
+#: Digits Python will not turn into a number (``sys.get_int_max_str_digits``), which Jinja's
+#: lexer fails on without a line.
+_TOO_MANY_DIGITS = re.compile(r"\d{4301,}")
+
+
 def _parse(source: str) -> nodes.Template:
     """Parse ``source`` and refuse what can be refused without running it."""
     if len(source.encode("utf-8")) > MAX_TEMPLATE_BYTES:
         raise _Refusal(f"the template is longer than {MAX_TEMPLATE_BYTES // 1024} KB", 1)
+    parser = Parser(_TEXT_ENVIRONMENT, source)
     try:
-        tree = _TEXT_ENVIRONMENT.parse(source)
+        tree = parser.parse()
     except TemplateSyntaxError as exc:
         line = _syntax_error_line(source, exc)
         raise TemplateBroken(exc.message or str(exc), line=line) from None
+    except RecursionError:
+        raise _Refusal(_too_deep(), parser.stream.current.lineno) from None
+    except ValueError:
+        digits = _TOO_MANY_DIGITS.search(source)
+        line = source.count("\n", 0, digits.start()) + 1 if digits else 1
+        raise _Refusal("a number in the template has too many digits", line) from None
+    _refuse_nesting(tree)
     for node in tree.find_all(nodes.Node):
         _refuse_node(node)
     _ConstantCheck().run(tree)
     return tree
+
+
+def _too_deep() -> str:
+    return f"the template nests more than {MAX_NESTING} levels deep"
+
+
+def _refuse_nesting(tree: nodes.Template) -> None:
+    # Walked with a list rather than recursion: the point is that recursion could run out.
+    stack: list[tuple[nodes.Node, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise _Refusal(_too_deep(), node.lineno or 1)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
 
 
 #: Tags closed by an ``end`` tag; ``set`` only in its block form, without ``=``.

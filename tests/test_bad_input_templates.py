@@ -87,6 +87,8 @@ STATIC = [
     pytest.param("{{ ('x'*20000)|list }}", ITEMS, id="list"),
     pytest.param("{{ ('x '*20000).split() }}", ITEMS, id="str.split"),
     pytest.param("{% for c in 'x'*20000 %}{{ c }}{% endfor %}", "a loop would go round", id="loop"),
+    pytest.param("{{ " + "(" * 500 + "1" + ")" * 500 + " }}", "levels deep", id="nesting"),
+    pytest.param("{{ " + "9" * 5000 + " }}", "too many digits", id="long-number"),
 ]
 
 #: Templates that can only be refused with their values: (template, values, what is said).
