@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_SMTP_CA_FILE": None,
     # Seconds before an SMTP connection or command gives up.
     "ENGAGE_SMTP_TIMEOUT": 30,
+    # A copy handed to the relay by a worker that died before the answer: "at_most_once" shows
+    # it in doubt with a Resend button; "at_least_once" sends it again (it may arrive twice).
+    "ENGAGE_IN_DOUBT": "at_most_once",
     # Seconds to wait before each retry after a transient SMTP failure (4xx, connection);
     # after the last one the recipient is marked failed.
     "ENGAGE_SMTP_RETRY_DELAYS": (10, 60, 300, 900, 3600),
@@ -133,7 +136,7 @@ DEFAULTS: dict[str, Any] = {
 #: the host app, so these cannot come from the app's config.
 CRON_ENVIRONMENT = {
     "ENGAGE_QUEUE": DEFAULTS["ENGAGE_QUEUE"],
-    "ENGAGE_SWEEP_SECONDS": "60",
+    "ENGAGE_SWEEP_SECONDS": "15",
     "ENGAGE_IMAP_POLL_SECONDS": "60",
 }
 

@@ -6,7 +6,7 @@ Run it next to the workers::
 
 The scheduler only puts jobs on the queue; an :class:`engage.worker.EngageWorker` runs them in
 the host app. ``rq cron`` does not load the host app, so ``ENGAGE_QUEUE`` (default ``engage``),
-``ENGAGE_SWEEP_SECONDS`` (default 60) and ``ENGAGE_IMAP_POLL_SECONDS`` (default 60, how often the
+``ENGAGE_SWEEP_SECONDS`` (default 15) and ``ENGAGE_IMAP_POLL_SECONDS`` (default 60, how often the
 reply mailbox is read) come from the environment (:data:`engage.config.CRON_ENVIRONMENT`). The
 IMAP poll does nothing in an app without ``ENGAGE_IMAP_URL``.
 """

@@ -11,8 +11,12 @@ never do: each followed copy ends with a short list of links to them, through th
 endpoint with that recipient's token, so their opens are seen recipient by recipient. A copy
 that is not followed never carries such a link; its followed files go as MIME parts.
 
-The job, :func:`deliver`, is idempotent: a recipient whose copy was accepted is never sent
-again, and a Redis lock keeps two jobs for one email from running side by side. Transient
+The job, :func:`deliver`, is idempotent, and its bookkeeping is in the database, copy by copy:
+each copy's attempt is committed before it is handed to the relay and its answer right after,
+so a job that dies leaves every copy either done, untried, or *in doubt* (attempted, no answer
+known), and the next job knows which. ``ENGAGE_IN_DOUBT`` decides what becomes of those (by
+default they are shown to the rep with a Resend button, never resent blindly). A short Redis
+lock, renewed while the job runs, keeps two jobs for one email from running side by side. Transient
 failures (4xx, connection trouble) are retried with backoff; permanent ones (5xx) mark that
 recipient failed with the server's own words.
 """
@@ -22,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
+import secrets
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import errors as email_errors
@@ -38,13 +44,24 @@ from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import LockError, RedisError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import queueing, template_performance
 from .content import format_address, header_safe, html_to_text
 from .context import current_engage
 from .i18n import format_size
 from .i18n import gettext as _
-from .models import Attachment, DeliveryState, Email, EmailStatus, Party, PartyRole, utcnow
+from .models import (
+    Attachment,
+    DeliveryState,
+    Email,
+    EmailStatus,
+    Party,
+    PartyRole,
+    affected_rows,
+    utcnow,
+)
 from .recipients import recipient_preference
 from .records import FollowPreference
 from .timeline import sync_email_activities
@@ -244,50 +261,55 @@ def deliver(email_id: int) -> str:
     """The delivery job: send every copy of the email not yet accepted.
 
     Returns what happened, for the job's result: ``sent``, ``partly_failed``, ``failed``,
-    ``retrying``, ``busy`` (another job holds the email) or ``nothing to do``.
+    ``in_doubt``, ``retrying``, ``busy`` (another job holds the email) or ``nothing to do``.
     """
-    lock = current_engage.redis.lock(f"engage:deliver:{email_id}", timeout=600)
-    if not lock.acquire(blocking=False):
-        return "busy"
-    try:
+    with _email_lock(email_id) as held:
+        if not held:
+            return "busy"
         return _deliver(email_id)
-    finally:
-        lock.release()
 
 
-#: Accepted copies are written to the database in batches of this many (see _Journal).
-COMMIT_EVERY = 50
+#: Seconds the email's lock lives without renewal: a dead worker holds it no longer than this.
+LOCK_SECONDS = 10
 
 
-class _Journal:
-    """Notes each accepted copy in Redis the moment the relay accepts it.
+@contextlib.contextmanager
+def _email_lock(email_id: int) -> Iterator[bool]:
+    """Keep other jobs off this email while this one sends; yields whether it is ours.
 
-    A commit per copy would make the database the bottleneck of sending; instead the job
-    commits every :data:`COMMIT_EVERY` copies and at the end, and this Redis hash bridges the
-    gap: a job that dies in between leaves the accepted copies noted here, and the next job for
-    the email marks them sent without sending them again. The hash is removed once the
-    database holds everything it says.
+    The lock is short and renewed by a thread while the job runs, so a worker killed mid-send
+    stops holding it within :data:`LOCK_SECONDS`. It only saves work: each copy is claimed in
+    the database before it is sent (see :func:`_claim`), so two jobs that both ran (Redis lost
+    the lock) still send no copy twice. Without Redis the job goes on unlocked, for that reason.
     """
+    try:
+        lock = current_engage.redis.lock(
+            _lock_key(email_id), timeout=LOCK_SECONDS, thread_local=False
+        )
+        if not lock.acquire(blocking=False):
+            yield False
+            return
+        # Running now: no longer waiting in the queue (see sweep_sending).
+        current_engage.redis.delete(_queued_key(email_id))
+    except RedisError:
+        yield True
+        return
+    stop = threading.Event()
 
-    def __init__(self, email_id: int) -> None:
-        self.key = f"engage:delivered:{email_id}"
-        self.redis = current_engage.redis
+    def renew() -> None:
+        while not stop.wait(LOCK_SECONDS / 3):
+            with contextlib.suppress(RedisError, LockError):
+                lock.reacquire()
 
-    def accepted(self) -> dict[int, datetime]:
-        return {
-            int(k): datetime.fromisoformat(v.decode() if isinstance(v, bytes) else v)
-            for k, v in self.redis.hgetall(self.key).items()
-        }
-
-    def note(self, party: Party) -> None:
-        assert party.delivered_at is not None
-        pipe = self.redis.pipeline()
-        pipe.hset(self.key, str(party.id), party.delivered_at.isoformat())
-        pipe.expire(self.key, 7 * 24 * 3600)
-        pipe.execute()
-
-    def clear(self) -> None:
-        self.redis.delete(self.key)
+    renewer = threading.Thread(target=renew, name=f"engage-lock-{email_id}", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        renewer.join()
+        with contextlib.suppress(RedisError, LockError):
+            lock.release()
 
 
 def _deliver(email_id: int) -> str:
@@ -295,77 +317,212 @@ def _deliver(email_id: int) -> str:
     email = session.get(Email, email_id)
     if email is None or email.status is not EmailStatus.SENDING:
         return "nothing to do"
-    journal = _Journal(email_id)
-    accepted = journal.accepted()
-    pending = []
-    for party in email.recipients:
-        if party.delivery_state not in (DeliveryState.PENDING, DeliveryState.RETRYING):
-            continue
-        if party.id in accepted:
-            # Accepted by the relay in a job that died before its commit: never send twice.
-            party.delivery_state = DeliveryState.SENT
-            party.delivery_error = None
-            party.delivered_at = accepted[party.id]
-        else:
-            pending.append(party)
+    _settle_lost_attempts(email)
+    pending = [
+        p
+        for p in email.recipients
+        if p.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING)
+        and p.attempt_id is None
+    ]
     if pending:
         settings = SmtpSettings.from_url(
             current_app.config["ENGAGE_SMTP_URL"],
             timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
             ca_file=current_app.config["ENGAGE_SMTP_CA_FILE"],
         )
-        _send_copies(email, pending, settings, journal)
-    outcome = _settle(email)
-    journal.clear()  # _settle committed: the database now holds every accepted copy
-    return outcome
+        with _kept_after_commit():
+            unreachable = _send_copies(email, pending, settings)
+        if unreachable:
+            _wait_for_the_relay(email.id)
+    return _settle(email)
 
 
-def _send_copies(
-    email: Email, pending: list[Party], settings: SmtpSettings, journal: _Journal
-) -> None:
-    session = current_engage.session
+@contextlib.contextmanager
+def _kept_after_commit() -> Iterator[None]:
+    """Commit per copy without reloading the email and its parties after each commit.
+
+    The job holds the email (its lock, and each copy's claim), so what it loaded stays true;
+    expiring it at every commit would cost a SELECT per copy for nothing.
+    """
+    session = current_engage.db.session()  # the Session behind Flask-SQLAlchemy's scope
+    before = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = before
+
+
+#: What becomes of a copy whose attempt was recorded but whose answer never was (the worker
+#: died between handing it over and the relay's answer): ``at_most_once`` marks it *in doubt*
+#: for the rep to resend, ``at_least_once`` sends it again.
+IN_DOUBT_POLICIES = ("at_most_once", "at_least_once")
+
+
+def _settle_lost_attempts(email: Email) -> None:
+    """Decide, by ``ENGAGE_IN_DOUBT``, the copies a dead job attempted without an answer.
+
+    The caller holds the email's lock, so no live job is waiting for those answers.
+    """
+    lost = [
+        p
+        for p in email.recipients
+        if p.attempt_id is not None
+        and p.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING)
+    ]
+    if not lost:
+        return
+    policy = current_app.config["ENGAGE_IN_DOUBT"]
+    if policy not in IN_DOUBT_POLICIES:
+        raise ValueError(f"ENGAGE_IN_DOUBT must be one of {IN_DOUBT_POLICIES}, not {policy!r}")
+    for party in lost:
+        party.attempt_id = None
+        if policy == "at_most_once":
+            party.delivery_state = DeliveryState.IN_DOUBT
+            party.delivery_error = (
+                "the mail server may or may not have accepted this copy: the worker sending it "
+                "stopped before the answer came"
+            )
+    current_engage.session.commit()
+
+
+def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> bool:
+    """Send each pending copy, writing down its attempt before and its answer right after.
+
+    One commit per copy carries the answer of the copy before and the claim of the next, so
+    at any moment at most one copy is attempted without a known answer. Returns whether the
+    relay could not be reached (some copies wait for it).
+    """
+    unreachable = False
     sender = email.parties_in(PartyRole.FROM)[0].address
     if email.followed:
         _withdraw_refused_follows(pending)
-    # Addresses beyond ASCII need the relay's SMTPUTF8 extension and a UTF-8 message.
-    smtputf8 = not all(p.address.isascii() for p in email.parties)
-    policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
     try:
         # Files that travel as MIME parts are read from the store once, not once per copy.
         files = {
             a.id: read_attachment(a) for a in mime_attachments(email, followed_copy=email.followed)
         }
-        # Unfollowed, every copy carries the same headers and body (the envelope alone names
-        # its recipient), so the message is built and flattened once. Followed, each copy has
-        # its own.
-        shared = None if email.followed else _flatten(email, pending[0], files, policy)
     except Unbuildable as exc:
         for party in pending:
             _cannot_build(party, exc)
-        return
+        current_engage.session.commit()
+        return False
+    # Unfollowed, every copy carries the same headers and body (the envelope alone names its
+    # recipient), so each form of the message is built and flattened once.
+    shared: dict[bool, bytes] = {}
     client: smtplib.SMTP | None = None
     try:
-        for count, party in enumerate(pending, start=1):
+        for party in pending:
+            # Addresses beyond ASCII need the relay's SMTPUTF8 extension, for this copy only.
+            smtputf8 = not (sender.isascii() and party.address.isascii())
+            policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
             try:
-                data = shared or _flatten(email, party, files, policy)
-                if client is None:
-                    client = _open(settings)
-                if _send_one(client, data, party, sender, smtputf8):
-                    journal.note(party)
+                if email.followed and party.token:
+                    data = _flatten(email, party, files, policy)
+                else:
+                    if smtputf8 not in shared:
+                        shared[smtputf8] = _flatten(email, party, files, policy)
+                    data = shared[smtputf8]
             except Unbuildable as exc:
                 _cannot_build(party, exc)
+                continue
+            if not _claim(party):
+                continue  # another job has it
+            try:
+                if client is None:
+                    client = _open(settings)
+                _send_one(client, data, party, sender, smtputf8)
             except _Transient as exc:
                 party.delivery_state = DeliveryState.RETRYING
                 party.delivery_error = str(exc)
                 party.delivery_attempts += 1
                 if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
                     client = None  # the connection is gone: open a new one for the next copy
-            if count % COMMIT_EVERY == 0:
-                session.commit()
+                    unreachable = True
+            party.attempt_id = None
     finally:
+        # The last answer; the others went with the next copy's claim.
+        current_engage.session.commit()
         if client is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 client.quit()
+    return unreachable
+
+
+#: The Redis set of emails whose copies wait because the relay could not be reached.
+RELAY_WAITING_KEY = "engage:relay:waiting"
+#: Seconds the sweep's probe of the relay may take.
+PROBE_TIMEOUT = 5.0
+
+
+def _wait_for_the_relay(email_id: int) -> None:
+    # Best effort: without it (Redis down or flushed) the retries follow their delays.
+    with contextlib.suppress(RedisError):
+        current_engage.redis.sadd(RELAY_WAITING_KEY, email_id)
+
+
+def release_when_the_relay_is_back(now: datetime) -> int:
+    """When copies wait for an unreachable relay, ask the relay (connect, NOOP, QUIT); once it
+    answers, every waiting email is due at once instead of at its next retry delay.
+
+    Called by the periodic sweep, so waiting copies go within a sweep interval of the relay's
+    return. Returns how many emails were released.
+    """
+    redis = current_engage.redis
+    waiting = [int(raw) for raw in redis.smembers(RELAY_WAITING_KEY)]
+    if not waiting:
+        return 0
+    config = current_app.config
+    settings = SmtpSettings.from_url(
+        config["ENGAGE_SMTP_URL"],
+        timeout=min(PROBE_TIMEOUT, float(config["ENGAGE_SMTP_TIMEOUT"])),
+        ca_file=config["ENGAGE_SMTP_CA_FILE"],
+    )
+    try:
+        client = settings.connect()
+        client.noop()
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        return 0
+    session = current_engage.session
+    due = session.scalars(
+        sa.select(Email).where(Email.id.in_(waiting), Email.status == EmailStatus.SENDING)
+    ).all()
+    for email in due:
+        email.next_attempt_at = now
+    session.commit()
+    for email in due:
+        enqueue_delivery(email)
+    redis.srem(RELAY_WAITING_KEY, *waiting)
+    return len(due)
+
+
+def _claim(party: Party) -> bool:
+    """Write down that this copy is about to be sent, with the answers so far; ``False`` when
+    another job claimed it first.
+
+    The claim is a conditional UPDATE committed before the copy is handed to the relay: after a
+    crash, a copy with a claim and no answer is known to be *in doubt*, and every other copy is
+    known to be done or untried.
+    """
+    session = current_engage.session
+    attempt = secrets.token_hex(8)
+    claimed = affected_rows(
+        session.execute(
+            sa.update(Party)
+            .where(
+                Party.id == party.id,
+                Party.attempt_id.is_(None),
+                Party.delivery_state.in_((DeliveryState.PENDING, DeliveryState.RETRYING)),
+            )
+            .values(attempt_id=attempt, attempted_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
+    session.commit()
+    if claimed:
+        set_committed_value(party, "attempt_id", attempt)
+    return bool(claimed)
 
 
 def _withdraw_refused_follows(pending: list[Party]) -> None:
@@ -400,8 +557,8 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
         raise _Transient(_connection_words(settings, exc)) from exc
 
 
-def _send_one(client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtputf8: bool) -> bool:
-    """Send one copy; ``True`` when the relay accepted it, ``False`` when it refused for good.
+def _send_one(client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtputf8: bool) -> None:
+    """Send one copy and note the relay's answer on ``party``.
 
     :raises _Transient: when it is worth trying again later.
     """
@@ -409,20 +566,28 @@ def _send_one(client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtp
         client.sendmail(
             sender, [party.address], data, mail_options=["SMTPUTF8"] if smtputf8 else []
         )
+    except smtplib.SMTPNotSupportedError:
+        # The relay cannot carry an address beyond ASCII: that will not change by retrying,
+        # and it concerns this copy only.
+        party.delivery_state = DeliveryState.FAILED
+        party.delivery_error = (
+            "the mail server does not accept addresses beyond ASCII (no SMTPUTF8 support)"
+        )
+        party.delivery_attempts += 1
+        return
     except smtplib.SMTPRecipientsRefused as exc:
         code, words = exc.recipients.get(party.address, (550, b"recipient refused"))
         _record_refusal(party, code, words)
-        return False
+        return
     except smtplib.SMTPResponseException as exc:
         _record_refusal(party, exc.smtp_code, exc.smtp_error)
-        return False
+        return
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
         raise _Transient(f"the connection to the mail server broke: {exc}") from exc
     party.delivery_state = DeliveryState.SENT
     party.delivery_error = None
     party.delivered_at = utcnow()
     party.delivery_attempts += 1
-    return True
 
 
 def _record_refusal(party: Party, code: int, words: bytes | str) -> None:
@@ -476,34 +641,56 @@ def _settle(email: Email) -> str:
     return email.delivery_summary
 
 
-#: How long a sending email may wait for its job before the sweep assumes Redis lost it.
-STALE_AFTER = timedelta(minutes=2)
-
-
 def sweep_sending(now: datetime) -> int:
-    """Queue again the emails still sending whose retry is overdue or that were queued long ago.
+    """Queue again the emails still sending that no job holds and none waits for.
 
-    Redis may have lost their job; the delivery job is idempotent, so a job that was not lost
-    after all does no harm. Returns how many were queued.
+    An email is left alone while its delivery job runs (its lock is held) or waits in the
+    queue (its queued mark, set by :func:`enqueue_delivery`, is there), and while a retry is
+    scheduled for later. Anything else sending has lost its job (a worker killed mid-send, a
+    flushed or restarted Redis) and is queued at once; the job is idempotent. Returns how many
+    were queued.
     """
-    stale = now - STALE_AFTER
-    overdue = current_engage.session.scalars(
+    candidates = current_engage.session.scalars(
         sa.select(Email).where(
             Email.status == EmailStatus.SENDING,
-            sa.or_(
-                Email.next_attempt_at < stale,
-                sa.and_(Email.next_attempt_at.is_(None), Email.updated_at < stale),
-            ),
+            sa.or_(Email.next_attempt_at.is_(None), Email.next_attempt_at <= now),
         )
     ).all()
-    for email in overdue:
+    if not candidates:
+        return 0
+    pipe = current_engage.redis.pipeline(transaction=False)
+    for email in candidates:
+        pipe.exists(_lock_key(email.id), _queued_key(email.id))
+    busy = pipe.execute()
+    lost = [email for email, held in zip(candidates, busy, strict=True) if not held]
+    for email in lost:
         enqueue_delivery(email)
-    return len(overdue)
+    return len(lost)
 
 
-def enqueue_delivery(email: Email) -> None:
-    """Put the email's delivery on the queue (after the caller committed it as sending)."""
-    queueing.enqueue(queueing.DELIVER, email.id)
+def enqueue_delivery(email: Email) -> bool:
+    """Put the email's delivery on the queue (after the caller committed it as sending).
+
+    Returns ``False`` when the queue cannot be reached: the email stays *sending* in the
+    database and the sweep queues it once the queue is back.
+    """
+    try:
+        current_engage.redis.set(_queued_key(email.id), "1", ex=QUEUED_MARK_SECONDS)
+    except RedisError:
+        return False
+    return queueing.enqueue(queueing.DELIVER, email.id) is not None
+
+
+#: How long an email counts as waiting in the queue after it was put there (see sweep_sending).
+QUEUED_MARK_SECONDS = 600
+
+
+def _queued_key(email_id: int) -> str:
+    return f"engage:deliver:queued:{email_id}"
+
+
+def _lock_key(email_id: int) -> str:
+    return f"engage:deliver:{email_id}"
 
 
 def _scheduled_job_id(email: Email) -> str:
@@ -513,10 +700,13 @@ def _scheduled_job_id(email: Email) -> str:
     return f"engage-send-{email.id}-{stamp}"
 
 
-def schedule_delivery(email: Email) -> None:
-    """Put the email's delivery on RQ's scheduler for its ``scheduled_at`` (already committed)."""
+def schedule_delivery(email: Email) -> bool:
+    """Put the email's delivery on RQ's scheduler for its ``scheduled_at`` (already committed).
+
+    Returns ``False`` when the queue cannot be reached (the sweep queues it when it is due).
+    """
     assert email.scheduled_at is not None
-    queueing.enqueue_at(
+    return None is not queueing.enqueue_at(
         email.scheduled_at,
         queueing.SEND_SCHEDULED,
         email.id,
@@ -531,11 +721,16 @@ def cancel_scheduled_job(email: Email) -> None:
 
 
 def prepare_resend(email: Email) -> bool:
-    """Make the failed copies of a sent or failed email due again; the caller commits.
+    """Make the failed and in-doubt copies of a sent or failed email due again; the caller
+    commits.
 
-    Returns ``False`` when no copy failed, so there is nothing to resend.
+    Returns ``False`` when no copy failed or is in doubt, so there is nothing to resend.
     """
-    failed = [p for p in email.recipients if p.delivery_state is DeliveryState.FAILED]
+    failed = [
+        p
+        for p in email.recipients
+        if p.delivery_state in (DeliveryState.FAILED, DeliveryState.IN_DOUBT)
+    ]
     if not failed:
         return False
     for party in failed:

@@ -111,6 +111,8 @@ class DraftInput:
     reminder: ReminderInput | None = None
     #: The template applied with Insert template (SPEC S30), for its performance (S31).
     template_id: int | None = None
+    #: The form's one-time key (see :attr:`engage.models.Email.submission_key`).
+    submission_key: str | None = None
 
     @classmethod
     def from_email(cls, email: Email) -> DraftInput:
@@ -132,6 +134,7 @@ class DraftInput:
             send_at=email.scheduled_at,
             reminder=reminder_input_of(email),
             template_id=email.template_id,
+            submission_key=email.submission_key,
         )
 
     def html(self) -> str:
@@ -199,7 +202,12 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
     The caller has checked it with :func:`check`; only drafts can be changed.
     """
     if email is None:
-        email = Email(owner_id=user.id, owner_team=user.team, status=EmailStatus.DRAFT)
+        email = Email(
+            owner_id=user.id,
+            owner_team=user.team,
+            status=EmailStatus.DRAFT,
+            submission_key=draft.submission_key,
+        )
         session.add(email)
     if email.status is not EmailStatus.DRAFT:
         raise ValueError("only drafts can be changed")
@@ -248,11 +256,15 @@ def _keep_reminder(session: Session, email: Email, reminder: ReminderInput | Non
 
 def submit(
     session: Session, user: EngageUser, email: Email, *, send_at: datetime | None = None
-) -> None:
+) -> bool:
     """Send a saved draft: freeze it, give it its Message-ID and queue its delivery.
 
     With ``send_at`` in the future the email is *scheduled* instead (S22, S23): frozen now,
     delivered at that time by :func:`engage.send_later.send_scheduled`.
+
+    The email is committed before anything is queued. Returns ``False`` when the job queue
+    could not be reached: the email is stored and goes out once the queue is back (the sweep
+    picks it up).
     """
     if email.status is not EmailStatus.DRAFT:
         raise ValueError("only a draft can be sent")
@@ -285,14 +297,22 @@ def submit(
         email.scheduled_at = send_at
         sync_email_activities(session, email)
         session.commit()
-        schedule_delivery(email)
-        return
+        return schedule_delivery(email)
     email.status = EmailStatus.SENDING
     email.scheduled_at = None
     email.submitted_at = now
     sync_email_activities(session, email)
     session.commit()
-    enqueue_delivery(email)
+    return enqueue_delivery(email)
+
+
+def submitted_with(session: Session, user: EngageUser, key: str | None) -> Email | None:
+    """The email ``user`` already made from the compose form with this one-time key, if any."""
+    if not key:
+        return None
+    return session.scalar(
+        sa.select(Email).where(Email.submission_key == key, Email.owner_id == user.id)
+    )
 
 
 def delete(session: Session, email: Email) -> None:

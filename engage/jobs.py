@@ -61,6 +61,7 @@ def sweep() -> str:
     a worker are alive. Returns the time it ran, in ISO 8601.
     """
     now = utcnow()
+    delivery.release_when_the_relay_is_back(now)
     delivery.sweep_sending(now)
     send_later.sweep_scheduled(now)
     reminders.sweep_reminders(now)

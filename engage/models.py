@@ -95,6 +95,9 @@ class DeliveryState(StrEnum):
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
+    #: Handed to the relay by a worker that stopped before the answer came: it may or may
+    #: not have arrived (see ``ENGAGE_IN_DOUBT``).
+    IN_DOUBT = "in_doubt"
 
 
 class ActivityKind(StrEnum):
@@ -151,6 +154,9 @@ class Email(Base):
     regarding_id: Mapped[str | None] = mapped_column(sa.String(100))
     owner_id: Mapped[str] = mapped_column(sa.String(100), index=True)
     owner_team: Mapped[str | None] = mapped_column(sa.String(100), index=True)
+    #: The compose form's one-time key: a second Save or Send of the same form (a double
+    #: click, a retried request) finds this email instead of making another.
+    submission_key: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     message_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     followed: Mapped[bool] = mapped_column(default=False)
     bulk: Mapped[bool] = mapped_column(default=False)
@@ -202,7 +208,7 @@ class Email(Base):
         """The status a rep sees: the email's status, or *partly failed* when some copies failed.
 
         One of ``draft``, ``scheduled``, ``sending``, ``retrying``, ``sent``, ``partly_failed``,
-        ``failed``.
+        ``in_doubt``, ``failed``.
         """
         if self.status is EmailStatus.SENDING and any(
             p.delivery_state is DeliveryState.RETRYING for p in self.recipients
@@ -213,7 +219,11 @@ class Email(Base):
         failed = [p for p in self.recipients if p.delivery_state is DeliveryState.FAILED]
         if failed and len(failed) == len(self.recipients):
             return EmailStatus.FAILED.value
-        return "partly_failed" if failed else EmailStatus.SENT.value
+        if failed:
+            return "partly_failed"
+        if any(p.delivery_state is DeliveryState.IN_DOUBT for p in self.recipients):
+            return "in_doubt"
+        return EmailStatus.SENT.value
 
 
 class Party(Base):
@@ -238,6 +248,11 @@ class Party(Base):
     delivery_error: Mapped[str | None] = mapped_column(sa.Text)
     delivery_attempts: Mapped[int] = mapped_column(default=0)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The attempt in flight: set (and committed) before the copy is handed to the relay,
+    #: cleared with its answer. Set with no answer after its job died: the copy is in doubt.
+    attempt_id: Mapped[str | None] = mapped_column(sa.String(32))
+    #: When the last attempt started.
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: This recipient's tracking token (SPEC S13, S15): random, unguessable, its own. ``None``
     #: for recipients who are not tracked (the email is not followed, or they do not allow it).
     token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)

@@ -9,13 +9,17 @@ job's time limit and result lifetime are in its :class:`JobSpec` below, and only
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq.job import Job
 
 from .context import current_engage
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +79,41 @@ JOBS = {
 }
 
 
-def enqueue(spec: JobSpec, *args: Any, job_id: str | None = None) -> Job:
-    """Queue ``spec``'s job with ``args`` (ids and plain values only) to run now."""
-    return current_engage.queue.enqueue(spec.path, *args, **spec.options(job_id))
+def enqueue(spec: JobSpec, *args: Any, job_id: str | None = None) -> Job | None:
+    """Queue ``spec``'s job with ``args`` (ids and plain values only) to run now.
+
+    Returns ``None`` when Redis cannot be reached: the database holds what is due, and the
+    periodic sweep queues it once Redis is back (DESIGN "Data and time"), so a caller that has
+    committed its work goes on; it may tell the user that the work waits for the queue.
+    """
+    try:
+        return current_engage.queue.enqueue(spec.path, *args, **spec.options(job_id))
+    except RedisError as exc:
+        _queue_down(spec, exc)
+        return None
 
 
-def enqueue_at(when: datetime, spec: JobSpec, *args: Any, job_id: str | None = None) -> Job:
-    """Queue ``spec``'s job to run at ``when`` (RQ's scheduler is the clock)."""
-    return current_engage.queue.enqueue_at(when, spec.path, *args, **spec.options(job_id))
+def enqueue_at(when: datetime, spec: JobSpec, *args: Any, job_id: str | None = None) -> Job | None:
+    """Queue ``spec``'s job to run at ``when`` (RQ's scheduler is the clock); ``None`` when
+    Redis cannot be reached (see :func:`enqueue`)."""
+    try:
+        return current_engage.queue.enqueue_at(when, spec.path, *args, **spec.options(job_id))
+    except RedisError as exc:
+        _queue_down(spec, exc)
+        return None
 
 
-def enqueue_in(delay: timedelta, spec: JobSpec, *args: Any) -> Job:
-    """Queue ``spec``'s job to run after ``delay``."""
-    return current_engage.queue.enqueue_in(delay, spec.path, *args, **spec.options(None))
+def enqueue_in(delay: timedelta, spec: JobSpec, *args: Any) -> Job | None:
+    """Queue ``spec``'s job to run after ``delay``; ``None`` when Redis cannot be reached."""
+    try:
+        return current_engage.queue.enqueue_in(delay, spec.path, *args, **spec.options(None))
+    except RedisError as exc:
+        _queue_down(spec, exc)
+        return None
+
+
+def _queue_down(spec: JobSpec, exc: RedisError) -> None:
+    logger.warning("engage: could not queue %s, the sweep will (%s)", spec.path, exc)
 
 
 def cancel(job_id: str) -> None:

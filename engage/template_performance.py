@@ -133,14 +133,15 @@ def _bump(session: Session, template_id: int, **amounts: int) -> None:
         session.execute(sa.update(_TEMPLATES).where(_TEMPLATES.c.id == template_id).values(changes))
 
 
-def note_opportunity_won(ref: RecordRef) -> None:
+def note_opportunity_won(ref: RecordRef) -> bool:
     """Tell engage that the host just marked opportunity ``ref`` won (SPEC S31).
 
     Call it from the request that marks the sale won; the counting happens in a worker, which
     checks with the record adapter that the opportunity is indeed won. Without this call the
-    periodic sweep notices within the hour.
+    periodic sweep notices within the hour. Returns ``False`` when engage's job queue cannot be
+    reached (it never raises for that): the sweep notices the win then.
     """
-    queueing.enqueue(queueing.OPPORTUNITY_WON, ref.type, ref.id)
+    return queueing.enqueue(queueing.OPPORTUNITY_WON, ref.type, ref.id) is not None
 
 
 def opportunity_won(record_type: str, record_id: str) -> int:

@@ -150,6 +150,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return redirect(request.args.get("next") or url_for("customer_page", customer_id=1))
 
     with app.app_context():
+        _share_sqlite(db.engine)
         db.create_all()
         engage.create_all()
     return app
+
+
+def _share_sqlite(engine: sa.Engine) -> None:
+    # A web process and worker processes share one SQLite file here, as README asks of such
+    # hosts: write-ahead logging, and a writer that waits for its turn instead of failing.
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()

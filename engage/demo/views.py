@@ -23,7 +23,6 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-from redis.exceptions import RedisError
 
 from engage import RecordRef, note_opportunity_won
 
@@ -253,9 +252,7 @@ def opportunity_won(record_id: int) -> Any:
         flash(_("“%(name)s” is open again.", name=obj.name), "success")
     else:
         flash(_("“%(name)s” is marked as won.", name=obj.name), "success")
-        try:
-            note_opportunity_won(RecordRef("opportunity", str(obj.id)))
-        except RedisError:
+        if not note_opportunity_won(RecordRef("opportunity", str(obj.id))):
             flash(
                 _(
                     "engage could not be told at once (its queue is not reachable); "

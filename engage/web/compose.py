@@ -85,10 +85,15 @@ def _apply_template(draft: DraftInput, email: Email | None) -> Any:
     return render_compose(draft, email=email, applied=applied)
 
 
-def _after_send(email: Email) -> Any:
+def _after_send(email: Email, *, queued: bool) -> Any:
     count = len(email.recipients)
     message = ngettext("Sending to %(num)d recipient…", "Sending to %(num)d recipients…", count)
-    if email.status is EmailStatus.SCHEDULED and email.scheduled_at:
+    if not queued:
+        message = _(
+            "Sent: the job queue cannot be reached right now, so it goes out as soon as the "
+            "queue is back. Nothing more to do."
+        )
+    elif email.status is EmailStatus.SCHEDULED and email.scheduled_at:
         zone = sender_zone(sales_user(), request.form.get("browser_zone"))
         local = email.scheduled_at.astimezone(ZoneInfo(zone))
         message = _(
@@ -152,6 +157,12 @@ def _save_or_send(email: Email | None) -> Any:
     if email is not None and email.owner_id != user.id:
         abort(404)  # a manager may read the team's drafts, not write them
     draft, errors = read_draft()
+    if email is None:
+        # The same form posted again (a double click, a retry after an error page): it
+        # continues the email it made the first time, and never makes a second one.
+        email = emails.submitted_with(current_engage.session, user, draft.submission_key)
+        if email is not None and email.status is not EmailStatus.DRAFT:
+            return _after_send(email, queued=True)
     try:
         return _act(user, email, draft, errors)
     except HTTPException:
@@ -210,9 +221,9 @@ def _act(user: EngageUser, email: Email | None, draft: DraftInput, errors: dict[
     if stored is not None:
         attach(session, email, stored)
     if sending:
-        emails.submit(session, user, email, send_at=draft.send_at)
+        queued = emails.submit(session, user, email, send_at=draft.send_at)
         reminders.activate(email)
-        return _after_send(email)
+        return _after_send(email, queued=queued)
     notice = _("Draft saved.")
     if not is_htmx():
         flash(notice, "engage-success")

@@ -198,8 +198,17 @@ def attach_to_new_email() -> Any:
     except AttachmentRefused as refusal:
         return _panel(draft, None, {FILE_FIELD: str(refusal)}, refused=True)
     session = current_engage.session
+    # The same new-email form posted twice continues its first draft (see the compose view).
+    earlier = emails.submitted_with(session, user, draft.submission_key)
+    if earlier is not None and earlier.status is not EmailStatus.DRAFT:
+        current_engage.store.delete(stored.key)
+        raise Denied(
+            409,
+            _("Send was pressed for this email, so its attachments can no longer change."),
+            _("Already sent"),
+        )
     try:
-        email = emails.save_draft(session, user, draft, None)
+        email = emails.save_draft(session, user, draft, earlier)
     except Exception:
         current_engage.store.delete(stored.key)
         raise

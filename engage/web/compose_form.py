@@ -16,6 +16,7 @@ write.
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -103,6 +104,8 @@ class ComposeForm(Form):
     reminder_at_local = StringField(default="")
     #: The template applied with Insert template, for its performance.
     template_id = StringField(default="")
+    #: The form's one-time key, so that a second Send of the same form makes no second email.
+    submission = StringField(default="")
 
     def value(self, name: str) -> str:
         """A text field's value, ``""`` when it was not posted."""
@@ -133,6 +136,7 @@ class ComposeForm(Form):
             regarding=regarding,
             picked=self._picked(),
             follow=self.value("follow") != "0",
+            submission_key=_one_time_key(self.value("submission")),
         )
         action = self.value("action")
         if action in {"follow", "retry_follow"}:
@@ -236,6 +240,13 @@ class ComposeForm(Form):
         return (None if errors else candidate), errors
 
 
+_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _one_time_key(text: str) -> str | None:
+    return text if _KEY.fullmatch(text) else None
+
+
 def posted_form() -> ComposeForm:
     """The compose form of the current request."""
     return ComposeForm(request.form)
@@ -300,6 +311,8 @@ def render_compose(
     """The compose panel (a partial for htmx, a page otherwise) showing ``draft``."""
     user = sales_user()
     zone = sender_zone(user, request.values.get("browser_zone"))
+    if draft.submission_key is None:
+        draft.submission_key = secrets.token_urlsafe(18)
     regarding = current_engage.records.get(draft.regarding) if draft.regarding else None
     body_html = draft.html()
     action = url_for("engage.edit_email", email_id=email.id) if email else url_for("engage.compose")
