@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from rq.job import Job, JobStatus
 
 from engage import current_engage
-from engage.models import Activity, ActivityKind, EventKind, Party, TrackingEvent
+from engage.models import Activity, ActivityKind, Email, EventKind, Party, TrackingEvent
 from engage.replies import (
     INBOUND_MAX_BYTES,
     ImapSettings,
@@ -148,6 +148,14 @@ def ingest_in(app, raw: bytes) -> ReplyOutcome:
 
 def test_a_reply_in_the_imap_mailbox_is_matched_marked_seen_and_read_only_once(app, sent, mailbox):
     app.config["ENGAGE_IMAP_URL"] = mailbox.url
+    # The email went out at 10:00; Ada's Date is trusted as it is later than that.
+    with app.app_context():
+        db.session.execute(
+            sa.update(Email)
+            .where(Email.id == sent["email_id"])
+            .values(submitted_at=datetime(2024, 6, 3, 10, 0, tzinfo=UTC))
+        )
+        db.session.commit()
     written = datetime(2024, 6, 3, 11, 30, tzinfo=UTC)
     mailbox.append(reply(sent["message_id"], date=written))
     assert mailbox.flags() == [{r"\Recent"}]
