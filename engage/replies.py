@@ -23,7 +23,8 @@ every header within a length and falls back to its raw text when the header pars
 trusts a ``Date`` only between the email it answers and now. A message it cannot read is
 answered ``unparseable`` with a reason and noted once in
 :class:`engage.models.UnparseableMessage` by the hash of its bytes, so the same bytes are never
-parsed again. Only a failure of engage's own (the database gone, say) raises.
+parsed again. Only a failure of engage's own (the database gone, say) raises; the IMAP poller
+retries such a message :data:`IMAP_MAX_ATTEMPTS` times and then gives up on it the same way.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import LockError
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,6 +80,13 @@ IMAP_LOCK_SECONDS = 600
 
 #: Seconds before an IMAP connection or command gives up.
 IMAP_TIMEOUT = 30
+
+#: How many times the poller tries a message whose ingesting fails (or stops the poll) before
+#: it gives up on it: notes it as unparseable, flags it ``\\Seen`` and reads it no more.
+IMAP_MAX_ATTEMPTS = 3
+
+#: Seconds the poller remembers a message's failed attempts.
+IMAP_ATTEMPTS_TTL = 7 * 24 * 3600
 
 # -- limits on what one message may ask of the parser -----------------------------------------
 # Mail programs stay far below each; a message beyond one is answered ``unparseable``.
@@ -809,10 +818,14 @@ def poll_imap() -> int:
 
     Every message is fetched without marking it read (``BODY.PEEK[]``), ingested, and only then
     flagged ``\\Seen``: a crash in between leaves it unseen, and the next poll ingests it again,
-    which stores nothing twice. A Redis lock keeps two pollers from reading the mailbox at
-    once. Does nothing when ``ENGAGE_IMAP_URL`` is unset.
+    which stores nothing twice. A message whose ingesting fails (a database error, a bug) or
+    never returns (the job killed) is tried again at the next polls, up to
+    :data:`IMAP_MAX_ATTEMPTS` times, counted in Redis by the hash of its bytes; then it is noted
+    as unparseable with the last error, flagged ``\\Seen``, and the mailbox moves on. A Redis
+    lock keeps two pollers from reading the mailbox at once. Does nothing when
+    ``ENGAGE_IMAP_URL`` is unset.
 
-    :returns: how many messages were ingested.
+    :returns: how many messages were settled and flagged ``\\Seen`` (ingested, or given up on).
     """
     url = current_app.config.get("ENGAGE_IMAP_URL")
     if not url:
@@ -842,13 +855,8 @@ def _poll(settings: ImapSettings) -> int:
             raw = _fetched_bytes(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"), "FETCH"))
             if raw is None:
                 continue  # expunged by someone else since the search
-            try:
-                ingest(raw, source="imap")
-            except Exception:
-                # Left unseen, so the next poll tries again; the other messages go on.
-                current_engage.session.rollback()
-                logger.exception("could not ingest message %s of the reply mailbox", uid)
-                continue
+            if not _ingest_or_give_up(raw, uid):
+                continue  # left unseen: the next poll tries again; the other messages go on
             _check(client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)"), "STORE")
             ingested += 1
     finally:
@@ -857,3 +865,57 @@ def _poll(settings: ImapSettings) -> int:
         except (imaplib.IMAP4.error, OSError):
             pass  # the connection is going away either way
     return ingested
+
+
+def _ingest_or_give_up(raw: bytes, uid: str) -> bool:
+    """Ingest one message of the mailbox; ``True`` once it is settled and may be flagged seen.
+
+    Redis keeps, per message (by the hash of its bytes), how often it was tried and how often
+    that failed. A try that neither returned nor failed stopped the poll itself (the job timed
+    out, the worker died): after :data:`IMAP_MAX_ATTEMPTS` of those the message is not tried
+    again. After :data:`IMAP_MAX_ATTEMPTS` failures it is given up on. Giving up needs the
+    database too: while that fails, the message stays unseen and is tried again, so a database
+    that is down loses no reply.
+    """
+    redis = current_engage.redis
+    key = f"engage:imap:attempts:{raw_digest(raw)}"
+    with redis.pipeline() as pipe:
+        pipe.hincrby(key, "tries", 1)
+        pipe.hget(key, "failures")
+        pipe.expire(key, IMAP_ATTEMPTS_TTL)
+        tries, failures, _ok = pipe.execute()
+    failures = int(failures or 0)
+    stopped = tries - 1 - failures
+    if stopped >= IMAP_MAX_ATTEMPTS:
+        return _give_up(raw, uid, key, f"ingesting it stopped the poll {stopped} times")
+    try:
+        ingest(raw, source="imap")
+    except BaseTimeoutException:
+        raise  # the job's time is up: this try counts as one that stopped the poll
+    except Exception as error:
+        current_engage.session.rollback()
+        failures = redis.hincrby(key, "failures", 1)
+        logger.exception(
+            "could not ingest message %s of the reply mailbox (attempt %d of %d)",
+            uid,
+            failures,
+            IMAP_MAX_ATTEMPTS,
+        )
+        if failures < IMAP_MAX_ATTEMPTS:
+            return False
+        reason = f"ingesting it failed {failures} times, last with {type(error).__name__}: {error}"
+        return _give_up(raw, uid, key, reason)
+    redis.delete(key)
+    return True
+
+
+def _give_up(raw: bytes, uid: str, key: str, reason: str) -> bool:
+    try:
+        record_unparseable(raw, source="imap", reason=reason)
+    except Exception:
+        current_engage.session.rollback()
+        logger.exception("could not note message %s of the reply mailbox as unparseable", uid)
+        return False
+    current_engage.redis.delete(key)
+    logger.error("gave up on message %s of the reply mailbox: %s", uid, reason)
+    return True
