@@ -12,10 +12,8 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime
 from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import urlencode
@@ -36,77 +34,13 @@ from engage.replies import (
     reply_excerpt,
 )
 from tests.hostapp import db
-from tests.imap_server import ImapServer, start_dovecot
-from tests.support import sign_in
-from tests.test_delivery import run_delivery, send
+from tests.support import INBOUND, TOKEN, post_inbound, reply, reply_events, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
 RQ = str(Path(sys.executable).parent / "rq")
-TOKEN = "inbound-test-token-0123456789"
-INBOUND = "/crm/engage/inbound/replies"
 
 
-# -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[ImapServer]:
-    """One Dovecot for the whole run."""
-    server = start_dovecot()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def mailbox(dovecot: ImapServer) -> Iterator[ImapServer]:
-    """The Dovecot user's INBOX, empty at the start of each test."""
-    dovecot.empty()
-    yield dovecot
-    dovecot.empty()
-
-
-@pytest.fixture
-def sent(app, smtp_sink, redis_client) -> dict:
-    """An email the host app sent to Ada (To), Grace (Cc) and a Bcc, regarding customer 1."""
-    app.config.update(
-        ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_INBOUND_TOKEN=TOKEN, ENGAGE_SMTP_TIMEOUT=5
-    )
-    email_id = send(app, subject="Quarterly review")
-    assert run_delivery(app, email_id) == "sent"
-    ids = {received.message["Message-ID"] for received in smtp_sink.messages}
-    assert len(ids) == 1  # every copy carries the email's one Message-ID
-    return {"email_id": email_id, "message_id": ids.pop()}
-
-
-def reply(
-    in_reply_to: str | None,
-    *,
-    sender: str = "Ada Lovelace <ada@example.com>",
-    subject: str = "Re: Quarterly review",
-    text: str = "Tuesday works for me. Let's talk then.",
-    message_id: str | None = "<reply-1@example.com>",
-    date: datetime | None = None,
-    references: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> bytes:
-    """A reply as a mail program writes it: threading headers, the original quoted below."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = "Sam Seller <sam@host.test>"
-    message["Subject"] = subject
-    message["Date"] = format_datetime(date or datetime.now(UTC) - timedelta(minutes=5))
-    if message_id:
-        message["Message-ID"] = message_id
-    if in_reply_to:
-        message["In-Reply-To"] = in_reply_to
-        message["References"] = references or in_reply_to
-    for name, value in (headers or {}).items():
-        message[name] = value
-    message.set_content(
-        f"{text}\n\nOn Mon, 3 Jun 2024 at 10:00, Sam Seller <sam@host.test> wrote:\n"
-        "> Hello Ada, see Q3\n> (https://example.com/q3)\n"
-    )
-    return bytes(message)
+# -- helpers ----------------------------------------------------------------------------------
 
 
 def party_of(app, email_id: int, address: str) -> Party:
@@ -116,17 +50,6 @@ def party_of(app, email_id: int, address: str) -> Party:
         ).one()
         db.session.expunge(party)
         return party
-
-
-def reply_events(app) -> list[TrackingEvent]:
-    with app.app_context():
-        rows = db.session.scalars(
-            sa.select(TrackingEvent)
-            .where(TrackingEvent.kind == EventKind.REPLY)
-            .order_by(TrackingEvent.id)
-        ).all()
-        db.session.expunge_all()
-        return list(rows)
 
 
 def reply_activities(app) -> list[Activity]:
@@ -267,14 +190,6 @@ def test_imap_urls_carry_percent_encoded_credentials_and_a_mailbox():
 
 
 # -- the inbound endpoint ---------------------------------------------------------------------
-
-
-def post_inbound(app, body: bytes, token: str | None = TOKEN, **headers: str):
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return app.test_client().post(
-        INBOUND, data=body, headers=headers, content_type="message/rfc822"
-    )
 
 
 def test_the_inbound_endpoint_matches_a_reply_and_answers_json(app, sent):
