@@ -657,7 +657,7 @@ def record_unparseable(raw: bytes, *, source: str, reason: str) -> ReplyOutcome:
     :returns: ``unparseable`` with the reason, or ``duplicate`` when it was noted before.
     """
     session: Session = current_engage.session  # type: ignore[assignment]
-    reason = _clean(reason)[:300]
+    reason = " ".join(_clean(reason).split())[:300]
     found = _RAW_MESSAGE_ID.search(raw[: HEADER_MAX_CHARS * 4])
     try:
         session.add(
