@@ -103,7 +103,7 @@ MAX_HEADER_LINES = 10_000
 
 #: How much work the parser may do: every line it reads is checked against every multipart
 #: boundary still open, so lines times nesting is what a message costs (a 25 MB attachment
-#: four levels deep is about 1.7 million checks; 10 million take a second or two).
+#: four levels deep is about 1.7 million checks; 10 million take a few seconds at most).
 PARSE_MAX_LINE_CHECKS = 10_000_000
 
 #: The longest header value handed to the header parser, whose cost grows faster than the
