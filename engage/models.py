@@ -422,6 +422,28 @@ class TrackingEvent(Base):
     link: Mapped[Link | None] = relationship()
 
 
+class UnparseableMessage(Base):
+    """An inbound message engage could not read as a reply, noted once (see :mod:`engage.replies`).
+
+    Keyed by the SHA-256 of the message's raw bytes, so the same message handed over again (a
+    webhook retrying, a mailbox flag lost) is answered from here and never parsed again. The
+    message itself is not kept: only its size, its Message-ID when one could be read, and why
+    it was given up on (``reason``): too deeply nested, no header fields, or ingesting it
+    failed every time the IMAP poller tried.
+    """
+
+    __tablename__ = "engage_unparseable_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: Where it came from: ``imap``, ``inbound``, …
+    source: Mapped[str] = mapped_column(sa.String(20), default="")
+    reason: Mapped[str] = mapped_column(sa.String(300), default="")
+    size: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    message_id: Mapped[str | None] = mapped_column(sa.String(300))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RecordTimezone(Base):
     """A record's time zone, geocoded from its postal address (SPEC S21).
 

@@ -15,6 +15,16 @@ A reply reaches engage in one of three ways, and each hands the raw RFC 822 byte
 auto-reply (out of office, delivery report, …) from a person's answer with
 :func:`auto_reply_reason`, and records it with :func:`engage.events.record_reply`. The same
 message ingested twice is stored once, so every source may deliver more than once.
+
+Replies come from outside, so :func:`ingest` reads every message as hostile: whatever bytes it
+is handed, it answers and never raises for them. It parses within limits (how deep the MIME
+parts nest, how many there are, how many header lines, how much work the parser may do), reads
+every header within a length and falls back to its raw text when the header parser trips, and
+trusts a ``Date`` only between the email it answers and now. A message it cannot read is
+answered ``unparseable`` with a reason and noted once in
+:class:`engage.models.UnparseableMessage` by the hash of its bytes, so the same bytes are never
+parsed again. Only a failure of engage's own (the database gone, say) raises; the IMAP poller
+retries such a message :data:`IMAP_MAX_ATTEMPTS` times and then gives up on it the same way.
 """
 
 from __future__ import annotations
@@ -26,9 +36,9 @@ import re
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.policy import default as default_policy
+from email.feedparser import BufferedSubFile, BytesFeedParser  # type: ignore[attr-defined]
+from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -36,13 +46,14 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import LockError
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import events
 from .content import html_to_text
 from .context import current_engage
-from .models import Email, Party
+from .models import Email, Party, UnparseableMessage
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +63,7 @@ AUTO_REPLY = "auto_reply"
 DUPLICATE = "duplicate"
 UNMATCHED = "unmatched"
 UNKNOWN_SENDER = "unknown_sender"
+UNPARSEABLE = "unparseable"
 
 #: The largest message the inbound endpoint takes.
 INBOUND_MAX_BYTES = 10 * 1024 * 1024
@@ -69,7 +81,44 @@ IMAP_LOCK_SECONDS = 600
 #: Seconds before an IMAP connection or command gives up.
 IMAP_TIMEOUT = 30
 
-_PARSER = BytesParser(policy=default_policy)
+#: How many times the poller tries a message whose ingesting fails (or stops the poll) before
+#: it gives up on it: notes it as unparseable, flags it ``\\Seen`` and reads it no more.
+IMAP_MAX_ATTEMPTS = 3
+
+#: Seconds the poller remembers a message's failed attempts.
+IMAP_ATTEMPTS_TTL = 7 * 24 * 3600
+
+# -- limits on what one message may ask of the parser -----------------------------------------
+# Mail programs stay far below each; a message beyond one is answered ``unparseable``.
+
+#: How deep MIME parts may nest (a forward of a forward of … nests two or three levels a time;
+#: Postfix refuses mail past 100). Python's parser recurses once a level and fails near 1,000.
+MIME_MAX_DEPTH = 50
+
+#: How many MIME parts a message may have.
+MIME_MAX_PARTS = 1000
+
+#: How many header lines a message may have, all its parts together.
+MAX_HEADER_LINES = 10_000
+
+#: How much work the parser may do: every line it reads is checked against every multipart
+#: boundary still open, so lines times nesting is what a message costs (a 25 MB attachment
+#: four levels deep is about 1.7 million checks; 10 million take a few seconds at most).
+PARSE_MAX_LINE_CHECKS = 10_000_000
+
+#: The longest header value handed to the header parser, whose cost grows faster than the
+#: length; the rest is cut. Threading headers are read from their raw text, whole.
+HEADER_MAX_CHARS = 16 * 1024
+
+#: How many characters of a reply's text are read for its excerpt.
+BODY_MAX_CHARS = 1_000_000
+
+#: How many ``In-Reply-To`` and ``References`` ids, and ``From`` addresses, are looked up.
+MAX_THREAD_IDS = 100
+MAX_SENDERS = 10
+
+#: A ``Date`` before this is no date a reply was written on.
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,19 +127,143 @@ class ReplyOutcome:
 
     :param status: ``matched`` (a person's reply, recorded), ``auto_reply`` (recorded as a
         machine reply that counts as no reply), ``duplicate`` (recorded before),
-        ``unmatched`` (it answers none of engage's emails) or ``unknown_sender`` (it answers
-        one, but its sender is not among that email's recipients).
+        ``unmatched`` (it answers none of engage's emails), ``unknown_sender`` (it answers
+        one, but its sender is not among that email's recipients) or ``unparseable`` (it
+        could not be read as a message; noted once, see :class:`UnparseableMessage`).
     :param email_id: the email it answers, when one was found.
     :param party_id: the recipient who wrote it, when found.
+    :param reason: why it is ``unparseable`` (or, for a ``duplicate`` of such a message,
+        ``"unparseable: …"``).
     """
 
     status: str
     email_id: int | None = None
     party_id: int | None = None
+    reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The outcome as the inbound endpoint answers it."""
-        return {"status": self.status, "email_id": self.email_id, "party_id": self.party_id}
+        """The outcome as the inbound endpoint answers it (``reason`` only when there is one)."""
+        answer: dict[str, Any] = {
+            "status": self.status,
+            "email_id": self.email_id,
+            "party_id": self.party_id,
+        }
+        if self.reason is not None:
+            answer["reason"] = self.reason
+        return answer
+
+
+class Unparseable(Exception):
+    """A message engage cannot read as one; the text says why."""
+
+
+# -- reading a message that may be hostile ----------------------------------------------------
+
+#: Control characters, which no stored text keeps (PostgreSQL refuses NUL outright).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean(text: str) -> str:
+    """``text`` fit to store: no control characters, no lone surrogates, ``\\n`` line ends.
+
+    The parser keeps the bytes it could not decode as lone surrogates; they become U+FFFD.
+    """
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+class _InboundPolicy(EmailPolicy):
+    """:data:`email.policy.default`, but a header it cannot parse is read as its raw text.
+
+    The header parser raises on some hostile values (``IndexError``, ``AttributeError``, a
+    ``RecursionError`` for a few thousand nested comments, and inside the message parser too,
+    where a part's ``Content-Type`` is read) and takes quadratic time on others, so values are
+    cut at :data:`HEADER_MAX_CHARS` first. Undecoded 8-bit bytes that are valid UTF-8 (as
+    RFC 6532 mail sends them) are read as UTF-8.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        if not isinstance(value, str) or hasattr(value, "name"):
+            return super().header_fetch_parse(name, value)
+        value = "".join(value.splitlines())[:HEADER_MAX_CHARS]
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8")
+        except UnicodeError:
+            pass  # not UTF-8: the header parser makes the bytes U+FFFD
+        try:
+            return super().header_fetch_parse(name, value)
+        except Exception:  # the email package on input it was not written for
+            return _clean(value)
+
+
+_POLICY = _InboundPolicy()
+
+
+class _MeteredInput(BufferedSubFile):
+    """The parser's input, counting its work: each line read, times the boundaries open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budget = PARSE_MAX_LINE_CHECKS
+
+    def readline(self) -> str | object:
+        self.budget -= 1 + len(self._eofstack)
+        if self.budget < 0:
+            raise Unparseable(
+                f"parsing it takes too long (over {PARSE_MAX_LINE_CHECKS:,} line checks)"
+            )
+        return super().readline()
+
+
+class _BoundedParser(BytesFeedParser):
+    """Python's message parser, stopped at :data:`MIME_MAX_DEPTH`, :data:`MIME_MAX_PARTS`,
+    :data:`MAX_HEADER_LINES` and :data:`PARSE_MAX_LINE_CHECKS`.
+
+    The parser recurses once per nesting level (and a message nested 1,000 deep ends in a
+    ``RecursionError``), and every line it reads is checked against every open boundary;
+    stopping it where it creates a part and reads a line keeps both bounded. What it returns
+    is a message tree no deeper than :data:`MIME_MAX_DEPTH`, safe for the email package's own
+    recursive walks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(policy=_POLICY)
+        self._input = _MeteredInput()
+        self._parts = 0
+        self._header_lines = 0
+
+    def _new_message(self) -> None:
+        self._parts += 1
+        if self._parts > MIME_MAX_PARTS:
+            raise Unparseable(f"more than {MIME_MAX_PARTS} MIME parts")
+        if len(self._msgstack) >= MIME_MAX_DEPTH:  # type: ignore[attr-defined]
+            raise Unparseable(f"MIME parts nested more than {MIME_MAX_DEPTH} levels deep")
+        super()._new_message()  # type: ignore[misc]
+
+    def _parse_headers(self, lines: list[str]) -> None:
+        self._header_lines += len(lines)
+        if self._header_lines > MAX_HEADER_LINES:
+            raise Unparseable(f"more than {MAX_HEADER_LINES} header lines")
+        super()._parse_headers(lines)  # type: ignore[misc]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """``raw`` parsed within engage's limits, with :data:`email.policy.default`'s API.
+
+    :raises Unparseable: past a limit, or when ``raw`` has no header field at all (an empty
+        or binary blob is no message).
+    """
+    parser = _BoundedParser()
+    parser.feed(raw)
+    message: EmailMessage = parser.close()  # type: ignore[assignment]
+    if not message.keys():
+        raise Unparseable("no header fields: not an RFC 822 message")
+    return message
+
+
+def raw_digest(raw: bytes) -> str:
+    """The SHA-256 of a message's bytes, which :class:`UnparseableMessage` is keyed by."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 # -- telling auto-replies from people -------------------------------------------------------
@@ -160,22 +333,44 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
-def _header(message: EmailMessage, name: str) -> str:
-    """A header as text; one the parser cannot make sense of is read raw rather than raising."""
+def _raw_header(message: Message, name: str) -> str | None:
+    """The first ``name`` header's raw text, as the message carries it."""
+    name = name.lower()
+    return next((str(v) for k, v in message.raw_items() if k.lower() == name), None)
+
+
+def _header(message: Message, name: str) -> str:
+    """A header as text on one line; one the parser cannot make sense of is read raw."""
     try:
         value = message.get(name)
-    except (ValueError, IndexError, TypeError):
-        value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
-    return "" if value is None else " ".join(str(value).split())
+    except Exception:  # the email package on input it was not written for
+        value = _raw_header(message, name)
+    return "" if value is None else _clean(" ".join(str(value).split()))
 
 
-def _addresses(message: EmailMessage, name: str) -> list[str]:
-    """The bare addresses in a header, lower-cased."""
-    raw = [v for k, v in message.raw_items() if k.lower() == name.lower()]
-    return [a.strip().lower() for _n, a in getaddresses([str(v) for v in raw]) if a.strip()]
+#: Something shaped like an address, for a header that ``getaddresses`` trips on.
+_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"]+@[^\s<>()\[\]\\,;:\"]+")
 
 
-def auto_reply_reason(message: EmailMessage) -> str | None:
+def _addresses(message: Message, name: str) -> list[str]:
+    """The bare addresses in a header, lower-cased: at most :data:`MAX_SENDERS`, each
+    printable and no longer than an address can be."""
+    found: list[str] = []
+    for key, value in message.raw_items():
+        if key.lower() != name.lower():
+            continue
+        value = str(value)[:HEADER_MAX_CHARS]
+        try:
+            found += [address for _name, address in getaddresses([value])]
+        except Exception:  # a RecursionError for a few thousand nested comments, …
+            found += _ADDRESS.findall(value)
+    found = [a.strip().lower() for a in found]
+    return list(dict.fromkeys(a for a in found if a and len(a) <= 320 and a.isprintable()))[
+        :MAX_SENDERS
+    ]
+
+
+def auto_reply_reason(message: Message) -> str | None:
     """Why ``message`` was written by a machine rather than a person, or ``None`` for a person.
 
     Looks at what auto-responders and mail servers mark their messages with (RFC 3834's
@@ -204,7 +399,7 @@ def auto_reply_reason(message: EmailMessage) -> str | None:
             if address.partition("@")[0] in _SERVER_SENDERS:
                 return f"sent by a mail server ({address[:120]})"
     if message.get_content_type() == "multipart/report":
-        report = (message.get_param("report-type") or "").lower()  # type: ignore[union-attr]
+        report = str(message.get_param("report-type") or "").lower()
         if report == "disposition-notification":
             return "read receipt"
         return "delivery status notification"
@@ -215,7 +410,8 @@ def auto_reply_reason(message: EmailMessage) -> str | None:
 
 # -- what a reply says ----------------------------------------------------------------------
 
-_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+#: A Message-ID: printable ASCII between angle brackets (RFC 5322 allows nothing else).
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")
 
 #: The verbs of the line a mail client writes above the quoted original: "On …, X wrote:",
 #: "Am … schrieb X:", "Le …, X a écrit :".
@@ -250,43 +446,102 @@ _HEADER_BLOCK_NEXT = re.compile(
 )
 
 
-def _thread_ids(message: EmailMessage) -> list[str]:
-    """The Message-IDs this message answers: ``In-Reply-To``, then ``References`` newest first."""
-    ids = _MESSAGE_ID.findall(_header(message, "In-Reply-To"))
-    ids += reversed(_MESSAGE_ID.findall(_header(message, "References")))
-    return list(dict.fromkeys(ids))
+def _thread_ids(message: Message) -> list[str]:
+    """The Message-IDs this message answers: ``In-Reply-To``, then ``References`` newest first;
+    at most :data:`MAX_THREAD_IDS`, read from the headers' raw text (however long)."""
+    ids = _MESSAGE_ID.findall(_raw_header(message, "In-Reply-To") or "")
+    ids += reversed(_MESSAGE_ID.findall(_raw_header(message, "References") or ""))
+    return [i for i in dict.fromkeys(ids) if len(i) <= 255][:MAX_THREAD_IDS]
 
 
-def _occurred_at(message: EmailMessage, now: datetime) -> datetime:
-    """When the reply was written: its ``Date``, in UTC, never later than now."""
+def _written_at(message: Message, now: datetime) -> datetime | None:
+    """When the reply says it was written, in UTC; ``None`` when its ``Date`` is missing,
+    unreadable, out of range, before :data:`EARLIEST_DATE` or later than ``now`` (the answered
+    email's own time is checked by :func:`_occurred_at`)."""
     try:
-        when = parsedate_to_datetime(_header(message, "Date"))
-    except (TypeError, ValueError, IndexError):
+        when = parsedate_to_datetime(" ".join((_raw_header(message, "Date") or "").split())[:200])
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # "-0000": the zone is unknown, UTC is the best guess
+        when = when.astimezone(UTC)  # OverflowError for 31 Dec 9999 -1200
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if EARLIEST_DATE <= when <= now else None
+
+
+def _occurred_at(written_at: datetime | None, email: Email, now: datetime) -> datetime:
+    """When the reply was written: its ``Date`` when that can be true, else the time it came.
+
+    A ``Date`` can be true only between the answered email's own ``Date`` and now: a reply is
+    not written before the email it answers, nor in the future (a clock running fast, a
+    forged date, ``31 Dec 9999``).
+    """
+    earliest = email.submitted_at or email.created_at
+    if written_at is None or (earliest is not None and written_at < earliest):
         return now
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # "-0000": the zone is unknown, UTC is the best guess
-    return min(when.astimezone(UTC), now)
+    return written_at
 
 
-def _dedupe_id(message: EmailMessage, raw: bytes) -> str:
+def _dedupe_id(message: Message, raw: bytes) -> str:
     """What makes this reply unique: its Message-ID, else (or when unwieldy) a hash of it."""
-    found = _MESSAGE_ID.findall(_header(message, "Message-ID"))
+    found = _MESSAGE_ID.findall(_raw_header(message, "Message-ID") or "")
     if found and len(found[0]) <= 250:
-        return found[0]
+        return str(found[0])
     return "sha256:" + hashlib.sha256(found[0].encode() if found else raw).hexdigest()
 
 
+def _body_part(message: EmailMessage) -> EmailMessage | None:
+    """The part :meth:`EmailMessage.get_body` picks with ``("plain", "html")``, found by a walk
+    that keeps its own stack (so no nesting can exhaust Python's) and stops after
+    :data:`MIME_MAX_PARTS` parts."""
+    best, best_rank = None, 2
+    stack = [message]
+    for _seen in range(MIME_MAX_PARTS):
+        if not stack:
+            break
+        part = stack.pop()
+        if part.is_attachment():
+            continue
+        maintype, _slash, subtype = part.get_content_type().partition("/")
+        if maintype == "text":
+            rank = {"plain": 0, "html": 1}.get(subtype, 2)
+            if rank < best_rank:
+                best, best_rank = part, rank
+                if rank == 0:
+                    break
+            continue
+        if maintype != "multipart" or not part.is_multipart():
+            continue  # a message/rfc822 part is a quoted message, not the reply's text
+        children = [p for p in part.get_payload() if isinstance(p, EmailMessage)]
+        if subtype == "related":  # only its start part (RFC 2387), else the first
+            start = part.get_param("start")
+            chosen = [c for c in children if start and c.get("Content-ID") == start]
+            children = chosen[:1] or children[:1]
+        stack.extend(reversed(children))
+    return best
+
+
 def _body_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
+    """The text of the reply's body (its HTML made text), at most :data:`BODY_MAX_CHARS`."""
+    part = _body_part(message)
     if part is None:
         return ""
-    try:
-        content = str(part.get_content())  # type: ignore[union-attr]
-    except (LookupError, UnicodeError, AttributeError):
-        content = bytes(part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    content = None
+    # Its charset, else UTF-8 (what 8-bit text with no charset, or an unknown one, mostly is).
+    for charset in (part.get_content_charset("us-ascii"), "utf-8"):
+        try:
+            content = payload.decode(str(charset))
+            break
+        except (LookupError, UnicodeError, ValueError):
+            continue  # unknown, no text encoding ("zlib"), or not what the bytes are
+    if content is None:
+        content = payload.decode("utf-8", "replace")
+    content = content[:BODY_MAX_CHARS]
     if part.get_content_type() == "text/html":
         content = html_to_text(content)
-    return content.replace("\r\n", "\n")
+    return _clean(content)
 
 
 def _original_headers(lines: list[str], index: int) -> bool:
@@ -351,41 +606,124 @@ def _find_recipient(
     return ReplyOutcome(UNKNOWN_SENDER, emails[0]), None
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What :func:`read_reply` read in a message: plain values, clean to store."""
+
+    senders: list[str]
+    thread_ids: list[str]
+    written_at: datetime | None
+    dedupe_id: str
+    subject: str
+    excerpt: str
+    auto_reply_reason: str | None
+
+
+def read_reply(raw: bytes, now: datetime | None = None) -> Reply:
+    """Read the message in ``raw`` within engage's limits, touching no database.
+
+    :raises Unparseable: when it cannot be read, for whatever reason; nothing else.
+    """
+    try:
+        message = parse(raw)
+        reason = auto_reply_reason(message)
+        return Reply(
+            senders=_addresses(message, "From"),
+            thread_ids=_thread_ids(message),
+            written_at=_written_at(message, now or datetime.now(UTC)),
+            dedupe_id=_dedupe_id(message, raw),
+            subject=_header(message, "Subject")[:300],
+            excerpt=reply_excerpt(_body_text(message)),
+            auto_reply_reason=_clean(reason)[:200] if reason else None,
+        )
+    except Unparseable:
+        raise
+    except Exception as error:  # the email package (or engage) on input it was not written for
+        logger.warning("an inbound message could not be read", exc_info=True)
+        raise Unparseable(
+            _clean(f"it could not be read ({type(error).__name__}: {error})")
+        ) from error
+
+
+#: A Message-ID header in raw bytes, found without the parser, for a message it failed on.
+_RAW_MESSAGE_ID = re.compile(
+    rb"^message-id:[ \t]*(<[!-;=?-~]{1,250}>)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def record_unparseable(raw: bytes, *, source: str, reason: str) -> ReplyOutcome:
+    """Note the message in ``raw`` as unparseable, once; commits.
+
+    :returns: ``unparseable`` with the reason, or ``duplicate`` when it was noted before.
+    """
+    session: Session = current_engage.session  # type: ignore[assignment]
+    reason = " ".join(_clean(reason).split())[:300]
+    found = _RAW_MESSAGE_ID.search(raw[: HEADER_MAX_CHARS * 4])
+    try:
+        session.add(
+            UnparseableMessage(
+                sha256=raw_digest(raw),
+                source=source[:20],
+                reason=reason,
+                size=len(raw),
+                message_id=found.group(1).decode("ascii") if found else None,
+            )
+        )
+        session.commit()
+    except IntegrityError:
+        # The same message came by two doors at once; the other one noted it.
+        session.rollback()
+        return ReplyOutcome(DUPLICATE, reason=f"unparseable: {reason}"[:300])
+    logger.warning("unparseable message via %s (%d bytes): %s", source, len(raw), reason)
+    return ReplyOutcome(UNPARSEABLE, reason=reason)
+
+
 def ingest(raw: bytes, *, source: str) -> ReplyOutcome:
     """Record the message in ``raw`` as a reply to one of engage's emails, if it is one.
 
     Runs inside an app context and commits its own work. Safe to call twice with the same
-    message: the second call answers ``duplicate`` and stores nothing.
+    message: the second call answers ``duplicate`` and stores nothing. Any bytes at all may be
+    handed in: a message that cannot be read is answered ``unparseable`` (and noted, so the
+    same bytes answer ``duplicate`` next time without being parsed again). Only engage's own
+    failures raise, such as a database that cannot be reached.
 
     :param raw: the whole message, as RFC 822 bytes.
     :param source: where it came from (``"imap"``, ``"inbound"``, …), for the log.
     :returns: the :class:`ReplyOutcome`.
     """
-    message: EmailMessage = _PARSER.parsebytes(raw)  # type: ignore[assignment]
     # The host's scoped session, used as the plain Session it stands in for.
     session: Session = current_engage.session  # type: ignore[assignment]
-    senders = _addresses(message, "From")
-    found, party = _find_recipient(session, _thread_ids(message), senders)
+    noted = session.scalar(
+        sa.select(UnparseableMessage.reason).where(UnparseableMessage.sha256 == raw_digest(raw))
+    )
+    if noted is not None:
+        logger.info("unparseable message via %s, seen before: %s", source, noted)
+        return ReplyOutcome(DUPLICATE, reason=f"unparseable: {noted}"[:300])
+    now = datetime.now(UTC)
+    try:
+        reply = read_reply(raw, now)
+    except Unparseable as error:
+        return record_unparseable(raw, source=source, reason=str(error))
+    found, party = _find_recipient(session, reply.thread_ids, reply.senders)
     if party is None:
-        logger.info("reply from %s via %s: %s", senders, source, found.status)
+        logger.info("reply from %s via %s: %s", reply.senders, source, found.status)
         return found
-    reason = auto_reply_reason(message)
     try:
         event = events.record_reply(
             session,
             party,
-            occurred_at=_occurred_at(message, datetime.now(UTC)),
-            message_id=_dedupe_id(message, raw),
-            subject=_header(message, "Subject")[:300],
-            excerpt=reply_excerpt(_body_text(message)),
-            auto_reply_reason=reason[:200] if reason else None,
+            occurred_at=_occurred_at(reply.written_at, party.email, now),
+            message_id=reply.dedupe_id,
+            subject=reply.subject,
+            excerpt=reply.excerpt,
+            auto_reply_reason=reply.auto_reply_reason,
         )
         session.commit()
     except IntegrityError:
         # The same reply arrived by two doors at once; the other one stored it.
         session.rollback()
         event = None
-    status = DUPLICATE if event is None else (AUTO_REPLY if reason else MATCHED)
+    status = DUPLICATE if event is None else (AUTO_REPLY if reply.auto_reply_reason else MATCHED)
     logger.info(
         "reply to email %s from party %s via %s: %s", found.email_id, found.party_id, source, status
     )
@@ -480,10 +818,14 @@ def poll_imap() -> int:
 
     Every message is fetched without marking it read (``BODY.PEEK[]``), ingested, and only then
     flagged ``\\Seen``: a crash in between leaves it unseen, and the next poll ingests it again,
-    which stores nothing twice. A Redis lock keeps two pollers from reading the mailbox at
-    once. Does nothing when ``ENGAGE_IMAP_URL`` is unset.
+    which stores nothing twice. A message whose ingesting fails (a database error, a bug) or
+    never returns (the job killed) is tried again at the next polls, up to
+    :data:`IMAP_MAX_ATTEMPTS` times, counted in Redis by the hash of its bytes; then it is noted
+    as unparseable with the last error, flagged ``\\Seen``, and the mailbox moves on. A Redis
+    lock keeps two pollers from reading the mailbox at once. Does nothing when
+    ``ENGAGE_IMAP_URL`` is unset.
 
-    :returns: how many messages were ingested.
+    :returns: how many messages were settled and flagged ``\\Seen`` (ingested, or given up on).
     """
     url = current_app.config.get("ENGAGE_IMAP_URL")
     if not url:
@@ -513,13 +855,8 @@ def _poll(settings: ImapSettings) -> int:
             raw = _fetched_bytes(_check(client.uid("FETCH", uid, "(BODY.PEEK[])"), "FETCH"))
             if raw is None:
                 continue  # expunged by someone else since the search
-            try:
-                ingest(raw, source="imap")
-            except Exception:
-                # Left unseen, so the next poll tries again; the other messages go on.
-                current_engage.session.rollback()
-                logger.exception("could not ingest message %s of the reply mailbox", uid)
-                continue
+            if not _ingest_or_give_up(raw, uid):
+                continue  # left unseen: the next poll tries again; the other messages go on
             _check(client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)"), "STORE")
             ingested += 1
     finally:
@@ -528,3 +865,57 @@ def _poll(settings: ImapSettings) -> int:
         except (imaplib.IMAP4.error, OSError):
             pass  # the connection is going away either way
     return ingested
+
+
+def _ingest_or_give_up(raw: bytes, uid: str) -> bool:
+    """Ingest one message of the mailbox; ``True`` once it is settled and may be flagged seen.
+
+    Redis keeps, per message (by the hash of its bytes), how often it was tried and how often
+    that failed. A try that neither returned nor failed stopped the poll itself (the job timed
+    out, the worker died): after :data:`IMAP_MAX_ATTEMPTS` of those the message is not tried
+    again. After :data:`IMAP_MAX_ATTEMPTS` failures it is given up on. Giving up needs the
+    database too: while that fails, the message stays unseen and is tried again, so a database
+    that is down loses no reply.
+    """
+    redis = current_engage.redis
+    key = f"engage:imap:attempts:{raw_digest(raw)}"
+    with redis.pipeline() as pipe:
+        pipe.hincrby(key, "tries", 1)
+        pipe.hget(key, "failures")
+        pipe.expire(key, IMAP_ATTEMPTS_TTL)
+        tries, failures, _ok = pipe.execute()
+    failures = int(failures or 0)
+    stopped = tries - 1 - failures
+    if stopped >= IMAP_MAX_ATTEMPTS:
+        return _give_up(raw, uid, key, f"ingesting it stopped the poll {stopped} times")
+    try:
+        ingest(raw, source="imap")
+    except BaseTimeoutException:
+        raise  # the job's time is up: this try counts as one that stopped the poll
+    except Exception as error:
+        current_engage.session.rollback()
+        failures = redis.hincrby(key, "failures", 1)
+        logger.exception(
+            "could not ingest message %s of the reply mailbox (attempt %d of %d)",
+            uid,
+            failures,
+            IMAP_MAX_ATTEMPTS,
+        )
+        if failures < IMAP_MAX_ATTEMPTS:
+            return False
+        reason = f"ingesting it failed {failures} times, last with {type(error).__name__}: {error}"
+        return _give_up(raw, uid, key, reason)
+    redis.delete(key)
+    return True
+
+
+def _give_up(raw: bytes, uid: str, key: str, reason: str) -> bool:
+    try:
+        record_unparseable(raw, source="imap", reason=reason)
+    except Exception:
+        current_engage.session.rollback()
+        logger.exception("could not note message %s of the reply mailbox as unparseable", uid)
+        return False
+    current_engage.redis.delete(key)
+    logger.error("gave up on message %s of the reply mailbox: %s", uid, reason)
+    return True

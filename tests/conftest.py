@@ -153,6 +153,46 @@ def smtp_sink(start_smtp_sink: Any) -> SmtpSink:
     return start_smtp_sink()
 
 
+# -- Replies: a real IMAP server and an email to answer ----------------------------------------
+# (moved from tests/test_replies.py)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Any]:
+    """One Dovecot for the whole run (see tests/imap_server.py)."""
+    from tests.imap_server import start_dovecot
+
+    server = start_dovecot()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailbox(dovecot: Any) -> Iterator[Any]:
+    """The Dovecot user's INBOX, empty at the start of each test."""
+    dovecot.empty()
+    yield dovecot
+    dovecot.empty()
+
+
+@pytest.fixture
+def sent(app, smtp_sink, redis_client) -> dict:
+    """An email the host app sent to Ada (To), Grace (Cc) and a Bcc, regarding customer 1.
+
+    It also turns the inbound endpoint on with :data:`tests.support.TOKEN`.
+    """
+    from tests.support import TOKEN, run_delivery, send
+
+    app.config.update(
+        ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_INBOUND_TOKEN=TOKEN, ENGAGE_SMTP_TIMEOUT=5
+    )
+    email_id = send(app, subject="Quarterly review")
+    assert run_delivery(app, email_id) == "sent"
+    ids = {received.message["Message-ID"] for received in smtp_sink.messages}
+    assert len(ids) == 1  # every copy carries the email's one Message-ID
+    return {"email_id": email_id, "message_id": ids.pop()}
+
+
 # -- A web server for the browser ------------------------------------------------------------
 
 

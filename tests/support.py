@@ -28,7 +28,7 @@ from flask import Flask
 from engage.delivery import deliver
 from engage.emails import DraftInput, save_draft, submit
 from engage.events import persist_events
-from engage.models import Email, EmailStatus, Party, PartyRole
+from engage.models import Email, EmailStatus, EventKind, Party, PartyRole, TrackingEvent
 from engage.records import EngageUser, RecordRef
 from engage.timeline import sync_email_activities
 from tests import hostapp
@@ -423,6 +423,18 @@ def post_inbound(app, body: bytes, token: str | None = TOKEN, **headers: str):
     return app.test_client().post(
         INBOUND, data=body, headers=headers, content_type="message/rfc822"
     )
+
+
+def reply_events(app) -> list[TrackingEvent]:
+    """Every stored reply event, oldest first."""
+    with app.app_context():
+        rows = db.session.scalars(
+            sa.select(TrackingEvent)
+            .where(TrackingEvent.kind == EventKind.REPLY)
+            .order_by(TrackingEvent.id)
+        ).all()
+        db.session.expunge_all()
+        return list(rows)
 
 
 # -- Email templates --------------------------------------------------------------------------

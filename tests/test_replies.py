@@ -10,7 +10,6 @@ import http.client
 import json
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.cookiejar import CookieJar
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 from rq.job import Job, JobStatus
 
 from engage import current_engage
-from engage.models import Activity, ActivityKind, EventKind, Party, TrackingEvent
+from engage.models import Activity, ActivityKind, Email, EventKind, Party, TrackingEvent
 from engage.replies import (
     INBOUND_MAX_BYTES,
     ImapSettings,
@@ -32,7 +31,6 @@ from engage.replies import (
     reply_excerpt,
 )
 from tests.hostapp import db
-from tests.imap_server import ImapServer, start_dovecot
 from tests.support import (
     DEMO_TEST_CLIENT,
     INBOUND,
@@ -41,43 +39,13 @@ from tests.support import (
     demo_config,
     post_inbound,
     reply,
+    reply_events,
     rq_worker,
-    run_delivery,
-    send,
     sign_in,
     worker_env,
 )
 
-# -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[ImapServer]:
-    """One Dovecot for the whole run."""
-    server = start_dovecot()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def mailbox(dovecot: ImapServer) -> Iterator[ImapServer]:
-    """The Dovecot user's INBOX, empty at the start of each test."""
-    dovecot.empty()
-    yield dovecot
-    dovecot.empty()
-
-
-@pytest.fixture
-def sent(app, smtp_sink, redis_client) -> dict:
-    """An email the host app sent to Ada (To), Grace (Cc) and a Bcc, regarding customer 1."""
-    app.config.update(
-        ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_INBOUND_TOKEN=TOKEN, ENGAGE_SMTP_TIMEOUT=5
-    )
-    email_id = send(app, subject="Quarterly review")
-    assert run_delivery(app, email_id) == "sent"
-    ids = {received.message["Message-ID"] for received in smtp_sink.messages}
-    assert len(ids) == 1  # every copy carries the email's one Message-ID
-    return {"email_id": email_id, "message_id": ids.pop()}
+# -- helpers ----------------------------------------------------------------------------------
 
 
 def party_of(app, email_id: int, address: str) -> Party:
@@ -87,17 +55,6 @@ def party_of(app, email_id: int, address: str) -> Party:
         ).one()
         db.session.expunge(party)
         return party
-
-
-def reply_events(app) -> list[TrackingEvent]:
-    with app.app_context():
-        rows = db.session.scalars(
-            sa.select(TrackingEvent)
-            .where(TrackingEvent.kind == EventKind.REPLY)
-            .order_by(TrackingEvent.id)
-        ).all()
-        db.session.expunge_all()
-        return list(rows)
 
 
 def reply_activities(app) -> list[Activity]:
@@ -119,6 +76,14 @@ def ingest_in(app, raw: bytes) -> ReplyOutcome:
 
 def test_a_reply_in_the_imap_mailbox_is_matched_marked_seen_and_read_only_once(app, sent, mailbox):
     app.config["ENGAGE_IMAP_URL"] = mailbox.url
+    # The email went out at 10:00; Ada's Date is trusted as it is later than that.
+    with app.app_context():
+        db.session.execute(
+            sa.update(Email)
+            .where(Email.id == sent["email_id"])
+            .values(submitted_at=datetime(2024, 6, 3, 10, 0, tzinfo=UTC))
+        )
+        db.session.commit()
     written = datetime(2024, 6, 3, 11, 30, tzinfo=UTC)
     mailbox.append(reply(sent["message_id"], date=written))
     assert mailbox.flags() == [{r"\Recent"}]

@@ -9,12 +9,17 @@ reply takes.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 
+from ..context import current_engage
 from ..replies import INBOUND_MAX_BYTES, ingest
 from .blueprint import CSRF_EXEMPT, blueprint
+
+logger = logging.getLogger(__name__)
 
 
 def _json(status: int, body: dict[str, Any], **headers: str) -> Response:
@@ -50,10 +55,12 @@ def inbound_replies() -> Response:
     For mail providers' inbound webhooks and mail servers that pipe mail to a URL. The caller
     sends ``Authorization: Bearer <ENGAGE_INBOUND_TOKEN>``; any content type is accepted
     (``message/rfc822`` is the natural one). Answers ``200`` with
-    ``{"status", "email_id", "party_id"}`` for every message it read, matched or not (a
-    sender should not retry those), ``401`` for a missing or wrong token, ``413`` above
-    :data:`engage.replies.INBOUND_MAX_BYTES`, ``400`` for an empty body, and ``404`` while no token is
-    configured (the endpoint is off).
+    ``{"status", "email_id", "party_id"}`` for every message it took, matched or not, and
+    also for one it could not read (``"status": "unparseable"`` with a ``"reason"``): a sender
+    should not retry those. ``401`` for a missing or wrong token, ``413`` above
+    :data:`engage.replies.INBOUND_MAX_BYTES`, ``400`` for an empty body, ``404`` while no token is
+    configured (the endpoint is off), and ``503`` when engage's database failed, which a
+    sender should retry.
     """
     expected = current_app.config.get("ENGAGE_INBOUND_TOKEN")
     if not expected:
@@ -74,7 +81,17 @@ def inbound_replies() -> Response:
         return too_large
     if not raw.strip():
         return _json(400, {"error": "the request body must be a raw RFC 822 message"})
-    return _json(200, ingest(raw, source="inbound").as_dict())
+    try:
+        outcome = ingest(raw, source="inbound")
+    except SQLAlchemyError:
+        current_engage.session.rollback()
+        logger.exception("the inbound endpoint could not store a message")
+        return _json(
+            503,
+            {"error": "the message could not be stored; try again later"},
+            **{"Retry-After": "60"},
+        )
+    return _json(200, outcome.as_dict())
 
 
 CSRF_EXEMPT.add("engage.inbound_replies")
