@@ -34,7 +34,12 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_MAX_RECIPIENTS": 100,
     # The largest attachment accepted, in megabytes.
     "ENGAGE_MAX_ATTACHMENT_MB": 20,
-    # The attachment store: a folder; ``None`` means ``<instance_path>/engage-attachments``.
+    # Where attachment bytes are kept, unless ``Engage(attachment_store=...)`` gives a store:
+    # "folder" (a local folder, ENGAGE_ATTACHMENT_DIR) or "database" (engage's table
+    # engage_attachment_chunk in the host's database, which web and worker processes on
+    # different machines share).
+    "ENGAGE_ATTACHMENT_STORE": "folder",
+    # The folder of the "folder" store; ``None`` means ``<instance_path>/engage-attachments``.
     "ENGAGE_ATTACHMENT_DIR": None,
     # Whether email engagement starts enabled for the organisation (the admin can change it).
     "ENGAGE_ENGAGEMENT_ENABLED": True,
