@@ -17,7 +17,8 @@ client reads.
 
 The store writes on its own connection and commits at once, as a folder store writes a file:
 the attachment row that names the key is the session's business, and the callers delete the
-bytes again when that row is not committed.
+bytes again when that row is not committed. So the database must hand out connections of their
+own: an in-memory SQLite database, whose one connection the session shares, will not do.
 """
 
 from __future__ import annotations
