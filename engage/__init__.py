@@ -26,6 +26,7 @@ from .storage import AttachmentStore, LocalFolderStore
 if TYPE_CHECKING:
     from .bulk import BulkResult, send_bulk
     from .context import current_engage, flask_login_user, user_from_attributes
+    from .database_store import DatabaseStore
     from .extension import Engage
     from .template_performance import note_opportunity_won
 
@@ -34,6 +35,7 @@ _LAZY = {
     "BulkResult": "engage.bulk",
     "send_bulk": "engage.bulk",
     "Engage": "engage.extension",
+    "DatabaseStore": "engage.database_store",
     "current_engage": "engage.context",
     "flask_login_user": "engage.context",
     "user_from_attributes": "engage.context",
@@ -53,6 +55,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AttachmentStore",
     "BulkResult",
+    "DatabaseStore",
     "Engage",
     "EngageUser",
     "FollowPreference",

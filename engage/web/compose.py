@@ -216,6 +216,9 @@ def _act(user: EngageUser, email: Email | None, draft: DraftInput, errors: dict[
         email = emails.save_draft(session, user, draft, email)
     except Exception:
         if stored is not None:
+            # Rolled back first: a database store deletes on a connection of its own, which
+            # SQLite would keep waiting for this transaction's write lock.
+            session.rollback()
             current_engage.store.delete(stored.key)
         raise
     if stored is not None:

@@ -210,6 +210,9 @@ def attach_to_new_email() -> Any:
     try:
         email = emails.save_draft(session, user, draft, earlier)
     except Exception:
+        # Rolled back first: a database store deletes on a connection of its own, which
+        # SQLite would keep waiting for this transaction's write lock.
+        session.rollback()
         current_engage.store.delete(stored.key)
         raise
     attachment = attach(session, email, stored)
