@@ -266,7 +266,43 @@ def deliver(email_id: int) -> str:
     with _email_lock(email_id) as held:
         if not held:
             return "busy"
-        return _deliver(email_id)
+        try:
+            return _deliver(email_id)
+        except Exception as exc:
+            # A job that keeps failing for a reason of its own (bad data, a bug) must not be
+            # queued again forever by the sweep: after a few tries the email fails with the
+            # reason. A failure that leaves the database unreachable cannot be written down,
+            # and then the email stays sending, as it should until the database is back.
+            _count_job_error(email_id, exc)
+            raise
+
+
+#: How many times a delivery job may fail with an unexpected error before its email fails.
+JOB_ERRORS_ALLOWED = 3
+
+
+def _count_job_error(email_id: int, exc: Exception) -> None:
+    session = current_engage.session
+    session.rollback()
+    try:
+        key = f"engage:deliver:errors:{email_id}"
+        errors = int(current_engage.redis.incr(key))
+        current_engage.redis.expire(key, 24 * 3600)
+    except RedisError:
+        return
+    if errors < JOB_ERRORS_ALLOWED:
+        return
+    with contextlib.suppress(Exception):
+        email = session.get(Email, email_id)
+        if email is None or email.status is not EmailStatus.SENDING:
+            return
+        reason = f"delivery stopped after {errors} errors: {type(exc).__name__}: {exc}"[:1000]
+        for party in email.recipients:
+            if party.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING):
+                party.delivery_state = DeliveryState.FAILED
+                party.delivery_error = reason
+                party.attempt_id = None
+        _settle(email)
 
 
 #: Seconds the email's lock lives without renewal: a dead worker holds it no longer than this.

@@ -376,3 +376,30 @@ def test_a_relay_without_smtputf8_fails_only_the_copy_that_needs_it(
         assert email.status is EmailStatus.SENT and email.delivery_summary == "partly_failed"
     finally:
         plain.stop()
+
+
+def test_a_job_that_keeps_failing_ends_its_email_failed_and_is_not_queued_forever(
+    fault_app, relay, monkeypatch
+):
+    import engage.delivery
+
+    email_id = send(fault_app, to="ada@example.com", cc="", bcc="", follow=False)
+
+    def broken(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("a bug in building messages")
+
+    monkeypatch.setattr(engage.delivery, "_flatten", broken)
+    for attempt in range(3):
+        with fault_app.app_context(), pytest.raises(RuntimeError):
+            engage.delivery.deliver(email_id)
+        if attempt < 2:
+            assert _email(fault_app, email_id).status is EmailStatus.SENDING
+    email = _email(fault_app, email_id)
+    assert email.status is EmailStatus.FAILED
+    (party,) = email.recipients
+    assert "stopped after 3 errors" in (party.delivery_error or "")
+    with fault_app.app_context():
+        current_engage.queue.empty()
+        sweep()
+        assert current_engage.queue.count == 0  # nothing left to queue
+    assert relay.received == Counter()
