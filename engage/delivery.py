@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
+import os
 import secrets
 import smtplib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -480,8 +482,7 @@ def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> 
         # The last answer; the others went with the next copy's claim.
         current_engage.session.commit()
         if client is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                client.quit()
+            _keep(settings, client)
     return unreachable
 
 
@@ -584,7 +585,45 @@ def _withdraw_refused_follows(pending: list[Party]) -> None:
         current_engage.session.commit()
 
 
+#: Relay connections kept open between the jobs of a worker, by process, thread and settings.
+_kept: dict[tuple[int, int, SmtpSettings], tuple[smtplib.SMTP, float]] = {}
+#: A kept connection idle longer than this is closed rather than used.
+KEEP_IDLE_SECONDS = 30.0
+
+
+def _keep(settings: SmtpSettings, client: smtplib.SMTP) -> None:
+    """Keep the connection for the next job of this worker: a job per email would otherwise
+    pay a connection and a greeting each time."""
+    key = (os.getpid(), threading.get_ident(), settings)
+    previous = _kept.pop(key, None)
+    if previous is not None and previous[0] is not client:
+        _close(previous[0])
+    _kept[key] = (client, time.monotonic())
+
+
+def _close(client: smtplib.SMTP) -> None:
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        client.quit()
+
+
+def _kept_connection(settings: SmtpSettings) -> smtplib.SMTP | None:
+    kept = _kept.pop((os.getpid(), threading.get_ident(), settings), None)
+    if kept is None:
+        return None
+    client, since = kept
+    # Asked (NOOP) before each job uses it: a relay that closed or restarted meanwhile is found
+    # out here, before any copy is handed over, and a new connection is opened instead.
+    if time.monotonic() - since < KEEP_IDLE_SECONDS:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            if client.noop()[0] == 250:
+                return client
+    _close(client)
+    return None
+
+
 def _open(settings: SmtpSettings) -> smtplib.SMTP:
+    if (client := _kept_connection(settings)) is not None:
+        return client
     try:
         return settings.connect()
     except smtplib.SMTPResponseException as exc:
