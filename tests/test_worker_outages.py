@@ -1,7 +1,8 @@
-"""The worker and its scheduler live through Redis going away.
+"""The worker, its scheduler and the cron scheduler live through Redis going away.
 
-Each test runs its own redis-server on a free port, starts the worker the way an operator does
-(``rq worker``), takes Redis away for a few seconds and brings it back on the same port with its
+Each test runs its own redis-server on a free port, starts the processes the way an operator
+does (``rq worker``, ``python -m engage.cron``, ``rq cron``), takes Redis away for a few seconds
+and brings it back on the same port: empty, as after a crash without persistence, or with its
 data, as after a restart of a Redis that persists. The times they take to recover are printed
 (``pytest -s``).
 """
@@ -13,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -21,12 +23,13 @@ from typing import Any
 
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from engage.queueing import POLL_IMAP
+from engage.queueing import POLL_IMAP, SWEEP_HEARTBEAT_KEY
 from tests.support import (
     ROOT,
+    RQ,
     drop_host_tables,
     free_port,
     make_host_app,
@@ -166,6 +169,25 @@ def assert_alive(*processes: subprocess.Popen[bytes]) -> None:
         assert process.poll() is None, f"{process.args} exited:\n{log_of(process)}"
 
 
+def seconds_until(
+    conditions: dict[str, Callable[[], Any]], since: float, timeout: float
+) -> dict[str, float]:
+    """For each condition, the seconds from ``since`` until it first held."""
+    seen: dict[str, float] = {}
+    while len(seen) < len(conditions):
+        for name, condition in conditions.items():
+            if name not in seen and condition():
+                seen[name] = time.monotonic() - since
+        if time.monotonic() - since > timeout:
+            pytest.fail(f"not within {timeout} s: {sorted(set(conditions) - set(seen))}")
+        time.sleep(0.05)
+    return seen
+
+
+def report(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items())
+
+
 def finished(queue: Queue, job_id: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -182,6 +204,84 @@ def started_job(queue: Queue, job_id: str) -> Callable[[], bool]:
     return lambda: (
         Job.fetch(job_id, connection=queue.connection).get_status() == (JobStatus.STARTED)
     )
+
+
+def cron_scheduler_pids(client: redis.Redis) -> set[int]:
+    """The processes of the cron schedulers that sent a heartbeat to this Redis."""
+    from rq import cron_scheduler_registry
+
+    names = client.zrange(cron_scheduler_registry.get_registry_key(), 0, -1)
+    return {int(name.decode().split(":")[-2]) for name in names}
+
+
+def test_worker_scheduler_and_cron_carry_on_after_redis_comes_back_empty(
+    host_app, database_url, redis_server, start
+):
+    env = worker_env(database_url, redis_server.url, ENGAGE_SWEEP_SECONDS="1")
+    worker = start("worker", rq_worker(redis_server.url, "--with-scheduler"), env)
+    cron = start("cron", [sys.executable, "-m", "engage.cron", "--url", redis_server.url], env)
+    rq_cron = start(
+        "rq-cron",
+        [
+            RQ,
+            "cron",
+            "engage.cron",
+            "--connection-class",
+            "engage.outages.PatientRedis",
+            "--url",
+            redis_server.url,
+        ],
+        env,
+    )
+    client = redis_server.client()
+    queue = Queue("engage", connection=client)
+    wait_for(lambda: client.get(SWEEP_HEARTBEAT_KEY), 30, "sweep before the outage")
+    # A job that runs into the outage and ends while Redis is away.
+    running = queue.enqueue("time.sleep", 3)
+    wait_for(started_job(queue, running.id), 10, "start of the long job")
+
+    redis_server.kill()
+    time.sleep(OUTAGE)
+    assert_alive(worker, cron, rq_cron)
+    redis_server.start()
+    back = time.monotonic()
+
+    after = queue.enqueue(POLL_IMAP.path)
+    scheduled = queue.enqueue_in(timedelta(seconds=2), POLL_IMAP.path)
+    seconds = seconds_until(
+        {
+            "a job queued after the outage": finished(queue, after.id),
+            "the sweep": lambda: client.get(SWEEP_HEARTBEAT_KEY),
+            "a job scheduled 2 s ahead": finished(queue, scheduled.id),
+        },
+        since=back,
+        timeout=15,
+    )
+    wait_for(lambda: Worker.count(queue=queue) == 1, 10, "worker registered again")
+    wait_for(
+        lambda: cron_scheduler_pids(client) == {cron.pid, rq_cron.pid},
+        10,
+        "heartbeat of both cron schedulers",
+    )
+    assert_alive(worker, cron, rq_cron)
+    assert "is no longer in Redis" in log_of(worker)
+    assert log_of(worker).count("Traceback") == 0, log_of(worker)
+    print("\nafter Redis came back empty, it took", report(seconds))
+
+    rq_cron.terminate()
+    assert rq_cron.wait(10) == 0, log_of(rq_cron)
+
+    # Stopped while Redis is away, the worker and engage's cron go at once and say why.
+    redis_server.kill()
+    time.sleep(1)
+    stopping = time.monotonic()
+    for process in (worker, cron):
+        process.send_signal(signal.SIGTERM)
+    assert cron.wait(10) == 0, log_of(cron)
+    assert worker.wait(10) == 0, log_of(worker)
+    print(f"stopped during an outage in {time.monotonic() - stopping:.1f} s")
+    assert "stopped while Redis is unreachable" in log_of(cron)
+    assert "Redis is unreachable, so it is not told that the worker stops" in log_of(worker)
 
 
 @pytest.mark.parametrize(
