@@ -284,6 +284,24 @@ def test_worker_scheduler_and_cron_carry_on_after_redis_comes_back_empty(
     assert "Redis is unreachable, so it is not told that the worker stops" in log_of(worker)
 
 
+def test_engage_cron_starts_again_when_redis_refuses_its_writes(redis_server, start):
+    # Redis answers, but refuses writes (as it does with a full disk): not an outage to wait
+    # through, so the scheduler fails, and engage's cron starts it again after a pause.
+    env = {**os.environ, "ENGAGE_SWEEP_SECONDS": "1"}
+    cron = start("cron", [sys.executable, "-m", "engage.cron", "--url", redis_server.url], env)
+    client = redis_server.client()
+    queue = Queue("engage", connection=client)
+    wait_for(lambda: len(queue) > 0, 30, "sweep queued")
+
+    client.config_set("min-replicas-to-write", 1)
+    wait_for(lambda: "Redis refused its work" in log_of(cron), 10, "refusal in the log")
+    queued = len(queue)
+    client.config_set("min-replicas-to-write", 0)
+
+    wait_for(lambda: len(queue) > queued, 10, "sweep queued after the refusals")
+    assert_alive(cron)
+
+
 @pytest.mark.parametrize(
     "worker_class", ["engage.worker.EngageWorker", "engage.worker.EngageForkingWorker"]
 )
