@@ -268,6 +268,12 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         else:
             assert party.delivery_state is DeliveryState.SENT, (party.address, party.delivery_state)
             assert count == 1, (party.address, count)
+    duplicates = sum(max(0, relay.received[p.address] - 1) for p in email.recipients)
+    print(
+        f"\nkill trial {trial}: killed after {kill_after} copies, settled {recovery:.1f} s later, "
+        f"{len(in_doubt)} in doubt, {duplicates} sent twice, "
+        f"{sum(relay.received.values())} of {RECIPIENTS} received"
+    )
     assert len(in_doubt) <= 1  # at most the one copy the relay was answering
     assert recovery < 30, f"the email was Sending {recovery:.1f} s after the worker was killed"
 
