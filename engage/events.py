@@ -311,8 +311,11 @@ def persist_events() -> int:
 
     One drain runs at a time (a Redis lock). The pending flag is cleared before draining, so
     an event pushed while this job runs queues another job rather than waiting for the sweep.
-    Events are removed from the list only after their batch is committed; an event replayed
-    after a crash is stored once, thanks to its id.
+    Events are removed from the list only after their batch is committed, and then
+    acknowledged to the web processes that spooled them (:func:`engage.tracking.acknowledge`),
+    stored or not (a token of a deleted email), so they stop keeping them. An event that comes
+    again (a crash before the list was trimmed, a web process pushing its spool again after
+    Redis lost its data) is stored once, thanks to its id, and acknowledged again.
     """
     redis = current_engage.redis
     lock = redis.lock(tracking.LOCK_KEY, timeout=600)
@@ -325,8 +328,12 @@ def persist_events() -> int:
             raw = redis.lrange(tracking.QUEUE_KEY, 0, tracking.BATCH - 1)
             if not raw:
                 break
-            stored += _store_batch([json.loads(item) for item in raw])
-            redis.ltrim(tracking.QUEUE_KEY, len(raw), -1)
+            events = [json.loads(item) for item in raw]
+            stored += _store_batch(events)
+            pipe = redis.pipeline(transaction=False)
+            pipe.ltrim(tracking.QUEUE_KEY, len(raw), -1)
+            tracking.acknowledge(pipe, events)
+            pipe.execute()
     finally:
         lock.release()
     return stored
