@@ -205,6 +205,51 @@ def test_redis_restarted_empty_and_down_for_a_while_loses_no_event(
     assert wait_for(lambda: spooled_events(tmp_path / "spool") == 0)
 
 
+def test_a_flush_while_the_worker_stores_a_batch_loses_no_event(
+    fault_app, private_redis, database_url, smtp_sink, tmp_path, monkeypatch
+):
+    """Two web processes (two apps here, each with its own spool); Redis is flushed while the
+    worker stores a batch of both, one of them pushes its spool again and takes new hits before
+    the worker takes its batch off the list. The list is not the one it read any more: taking
+    the batch's length off its head would throw the new hits away."""
+    import engage.events
+
+    other = make_host_app(
+        database_url,
+        private_redis.url,
+        TESTING=True,
+        ENGAGE_EVENT_BUFFER_MS=0,
+        ENGAGE_EVENT_SPOOL_DIR=str(tmp_path / "other-spool"),
+        ENGAGE_PUBLIC_URL=PUBLIC_URL,
+    )
+    for app in (fault_app, other):  # each spool is kept by hand below, not by its thread
+        app.config["ENGAGE_EVENT_SPOOL_SYNC_MS"] = 600_000
+    _email_id, token = followed(fault_app, private_redis)
+    requests = paths(token)
+    first, second = fault_app.test_client(), other.test_client()
+    for i, path in enumerate(requests[:-10]):
+        (first if i % 2 else second).get(path, headers={"User-Agent": CHROME})
+    assert queued(private_redis) == N - 10
+
+    store_batch = engage.events._store_batch
+
+    def store_while_redis_forgets(events):
+        stored = store_batch(events)
+        if len(events) == N - 10:
+            private_redis.client.flushall()
+            conveyor_of(fault_app).keep()  # its waiting events go again
+            for path in requests[-10:]:  # and ten new hits follow them
+                first.get(path, headers={"User-Agent": CHROME})
+        return stored
+
+    monkeypatch.setattr(engage.events, "_store_batch", store_while_redis_forgets)
+    drain(fault_app)
+    conveyor_of(other).keep()  # acknowledged already: nothing to push again
+    drain(fault_app)
+    assert_all_stored_once(fault_app)
+    close_conveyors(other, flush=False)
+
+
 # -- a web process that dies and is started again -------------------------------------------
 
 SERVER = """
