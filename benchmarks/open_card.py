@@ -37,7 +37,12 @@ def main() -> None:
 
     with workdir() as folder, redis_url(folder) as redis:
         url = database_url(folder)
-        app = make_host_app(url, redis, ENGAGE_PUBLIC_URL="http://127.0.0.1")
+        app = make_host_app(
+            url,
+            redis,
+            ENGAGE_PUBLIC_URL="http://127.0.0.1",
+            ENGAGE_EVENT_SPOOL_DIR=str(folder / "event-spool"),
+        )
         seed_host(
             app,
             {1: PEOPLE[1]},

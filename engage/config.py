@@ -69,6 +69,13 @@ DEFAULTS: dict[str, Any] = {
     # Tracking hits wait this many milliseconds in an in-process buffer before one round trip
     # pushes them to Redis; 0 pushes each hit on its own request.
     "ENGAGE_EVENT_BUFFER_MS": 20,
+    # Each web process appends every tracking hit to its own spool file in this folder (local
+    # disk) and keeps it until a worker has stored it, so a flushed or emptied Redis loses no
+    # event. ``None`` means ``<instance_path>/engage-events``; ``False`` turns the spool off.
+    "ENGAGE_EVENT_SPOOL_DIR": None,
+    # How often each web process fsyncs its spool, reads the workers' acknowledgements and
+    # checks whether Redis lost events (pushing them again when it did), in milliseconds.
+    "ENGAGE_EVENT_SPOOL_SYNC_MS": 1000,
     # Tracking details older than this many days are purged by the periodic sweep (S15).
     "ENGAGE_TRACKING_RETENTION_DAYS": 180,
     # The public base URL of the app, used in tracking links and pixels sent in emails

@@ -8,6 +8,7 @@ running totals, which are what the timeline and the interactions view show.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -18,6 +19,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import current_app
+from redis.exceptions import LockError
 from sqlalchemy.orm import Session, selectinload
 
 from . import template_performance, tracking
@@ -311,25 +313,54 @@ def persist_events() -> int:
 
     One drain runs at a time (a Redis lock). The pending flag is cleared before draining, so
     an event pushed while this job runs queues another job rather than waiting for the sweep.
-    Events are removed from the list only after their batch is committed; an event replayed
-    after a crash is stored once, thanks to its id.
+    Events are removed from the list only after their batch is committed (and only if Redis
+    did not lose its data meanwhile, see :data:`_TRIM_IF_SAME_REDIS`), and then
+    acknowledged to the web processes that spooled them (:func:`engage.tracking.acknowledge`),
+    stored or not (a token of a deleted email), so they stop keeping them. An event that comes
+    again (a crash before the list was trimmed, a web process pushing its spool again after
+    Redis lost its data) is stored once, thanks to its id, and acknowledged again.
     """
     redis = current_engage.redis
     lock = redis.lock(tracking.LOCK_KEY, timeout=600)
     if not lock.acquire(blocking=False):
         return 0
     stored = 0
+    trim = redis.register_script(_TRIM_IF_SAME_REDIS)
     try:
         redis.delete(tracking.PENDING_KEY)
         while True:
-            raw = redis.lrange(tracking.QUEUE_KEY, 0, tracking.BATCH - 1)
+            pipe = redis.pipeline(transaction=False)
+            pipe.get(tracking.EPOCH_KEY)
+            pipe.lrange(tracking.QUEUE_KEY, 0, tracking.BATCH - 1)
+            epoch, raw = pipe.execute()
             if not raw:
                 break
-            stored += _store_batch([json.loads(item) for item in raw])
-            redis.ltrim(tracking.QUEUE_KEY, len(raw), -1)
+            events = [json.loads(item) for item in raw]
+            stored += _store_batch(events)
+            pipe = redis.pipeline(transaction=False)
+            trim(
+                keys=[tracking.QUEUE_KEY, tracking.EPOCH_KEY],
+                args=[len(raw), epoch or ""],
+                client=pipe,
+            )
+            tracking.acknowledge(pipe, events)
+            pipe.execute()
     finally:
-        lock.release()
+        with contextlib.suppress(LockError):
+            lock.release()  # unless a flushed (or restarted) Redis took the lock with it
     return stored
+
+
+#: Take a drained batch off the head of the list, unless Redis lost its data since the batch
+#: was read (the epoch marker is gone or another): the list is then another list, whose head
+#: holds events pushed since, maybe for the first time, which a blind LTRIM would throw away.
+#: They are read and stored next round instead (any of this batch among them, once).
+_TRIM_IF_SAME_REDIS = """
+local epoch = redis.call('GET', KEYS[2]) or ''
+if epoch ~= ARGV[2] then return 0 end
+redis.call('LTRIM', KEYS[1], ARGV[1], -1)
+return 1
+"""
 
 
 def _store_batch(events: list[dict[str, Any]]) -> int:

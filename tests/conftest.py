@@ -67,6 +67,17 @@ def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _stop_event_conveyors() -> Iterator[None]:
+    """Stop the tracking event threads a test started, before the next test's Redis is
+    flushed: a thread left running would take the flush for a lost Redis and push its
+    test's events into the next test's queue."""
+    from engage.tracking import close_conveyors
+
+    yield
+    close_conveyors(flush=False)
+
+
 # -- Database --------------------------------------------------------------------------------
 
 
@@ -87,7 +98,7 @@ def app_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(database_url, redis_url, app_config):
+def app(database_url, redis_url, app_config, tmp_path):
     """The test host app (tests/hostapp.py) with support.PEOPLE and support.CUSTOMERS in it."""
     app = make_host_app(
         database_url,
@@ -96,6 +107,8 @@ def app(database_url, redis_url, app_config):
         # Tracking hits go straight to Redis, so tests can look at the queue at once; the
         # buffered path has a test of its own.
         ENGAGE_EVENT_BUFFER_MS=0,
+        # The test's own event spool, never another test's (or a benchmark's) leftovers.
+        ENGAGE_EVENT_SPOOL_DIR=str(tmp_path / "event-spool"),
         **app_config,
     )
     seed_host(app)

