@@ -8,8 +8,6 @@ protection, sessions and error handlers all apply.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
@@ -20,7 +18,7 @@ from flask.testing import FlaskClient
 
 from engage.demo.models import Contact, Lead, MailMessage, MailRecipient, User, db
 from engage.models import Email, EmailStatus
-from tests.support import csrf_token
+from tests.support import csrf_token, wait_for
 
 PREFIX = "/engage"
 
@@ -80,18 +78,6 @@ def email(app: Any, email_id: int) -> Email:
         _ = row.parties, row.attachments
         db.session.expunge(row)
         return row
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "the worker") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def wait_until_settled(app: Any, email_id: int, *, timeout: float = 20.0) -> Email:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -543,3 +543,18 @@ def save_template(client, **fields):
     }
     data.update(fields)
     return client.post(TEMPLATES + "/new", data=data)
+
+
+# -- Waiting ------------------------------------------------------------------------------------
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "the worker") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

@@ -40,6 +40,7 @@ from tests.support import (
     seed_host,
     send,
     sign_in,
+    wait_for,
     worker_env,
 )
 
@@ -171,17 +172,6 @@ def _email(app: Any, email_id: int) -> Email:
         return email
 
 
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _sweep(app: Any) -> None:
     with app.app_context():
         sweep()
@@ -198,7 +188,9 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     first = workers.start()
     # Kill it somewhere in the middle of the email's copies, at a different point each trial.
     kill_after = 2 + trial % (RECIPIENTS - 4)
-    _wait(lambda: sum(relay.received.values()) >= kill_after, 30, "the first copies")
+    wait_for(
+        lambda: sum(relay.received.values()) >= kill_after, timeout=30, what="the first copies"
+    )
     workers.kill(first)
     killed_at = time.monotonic()
 
@@ -209,7 +201,7 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
         _sweep(fault_app)
         return _email(fault_app, email_id).status is not EmailStatus.SENDING
 
-    _wait(settled, 45, "the email to settle after the kill")
+    wait_for(settled, timeout=45, what="the email to settle after the kill")
     recovery = time.monotonic() - killed_at
     email = _email(fault_app, email_id)
     in_doubt = {p.address for p in email.recipients if p.delivery_state is DeliveryState.IN_DOUBT}
@@ -245,7 +237,7 @@ def test_redis_restarted_empty_while_emails_wait_sends_each_once(
         _sweep(fault_app)
         return all(_email(fault_app, i).status is EmailStatus.SENT for i in ids)
 
-    _wait(all_sent, 30, "the emails after Redis came back empty")
+    wait_for(all_sent, timeout=30, what="the emails after Redis came back empty")
     assert sum(relay.received.values()) == 15
     assert set(relay.received.values()) == {1}
 
@@ -278,7 +270,7 @@ def test_send_with_the_queue_down_is_kept_and_sent_once_when_it_is_back(
         _sweep(fault_app)
         return _email(fault_app, email_id).status is EmailStatus.SENT
 
-    _wait(sent, 30, "the email once the queue is back")
+    wait_for(sent, timeout=30, what="the email once the queue is back")
     assert relay.received["ada@example.com"] == 1
 
 
@@ -289,10 +281,10 @@ def test_copies_waiting_for_the_relay_go_soon_after_it_is_back(fault_app, relay,
     relay.stop()
     email_id = send(fault_app, to=_many(4, "down"), cc="", bcc="", follow=False)
     workers.start()
-    _wait(
+    wait_for(
         lambda: _email(fault_app, email_id).delivery_summary == "retrying",
-        30,
-        "the copies to wait for the relay",
+        timeout=30,
+        what="the copies to wait for the relay",
     )
     # The retry ladder says 30 s; the relay is back now, and the sweep's probe sees it.
     relay.start()
@@ -302,7 +294,7 @@ def test_copies_waiting_for_the_relay_go_soon_after_it_is_back(fault_app, relay,
         _sweep(fault_app)
         return _email(fault_app, email_id).status is EmailStatus.SENT
 
-    _wait(sent, 25, "the copies after the relay came back")
+    wait_for(sent, timeout=25, what="the copies after the relay came back")
     assert time.monotonic() - back < 25
     assert set(relay.received.values()) == {1} and len(relay.received) == 4
 
