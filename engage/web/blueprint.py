@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
@@ -28,6 +28,35 @@ from .security import csp_nonce, set_security_headers
 
 PACKAGE = Path(__file__).resolve().parent.parent
 STATIC = PACKAGE / "static"
+
+#: The third-party browser files engage's pages load, under ``static/engage/vendor/``: copies
+#: of the npm packages package-lock.json pins, committed so that every package carries them.
+VENDOR_FILES = ("htmx.min.js", "trix.umd.min.js", "trix.css")
+
+#: Missing front-end files already reported in this process, so the log says it once.
+_REPORTED_MISSING: set[Path] = set()
+
+
+def warn_if_assets_missing(app: Flask) -> None:
+    """Say in the log, once per process, which of engage's front-end files are missing.
+
+    Without them engage's pages stay on "Loading…" and the browser only gets 404s, while the
+    server would otherwise say nothing. They are missing from a checkout whose vendor folder
+    was deleted, or from a package built without them.
+    """
+    folder = STATIC / "engage" / "vendor"
+    missing = [name for name in VENDOR_FILES if not (folder / name).is_file()]
+    if not missing or folder in _REPORTED_MISSING:
+        return
+    _REPORTED_MISSING.add(folder)
+    app.logger.warning(
+        "engage's front-end files are missing from %s: %s. engage's pages will not work "
+        "(they stay on 'Loading…'). Install an engage package that carries them (any wheel "
+        "or sdist of engage does), or in a checkout run `npm ci && npm run vendor`.",
+        folder,
+        ", ".join(missing),
+    )
+
 
 blueprint = Blueprint(
     "engage",
