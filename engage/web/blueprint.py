@@ -138,6 +138,7 @@ def _register_template_globals(state: Any) -> None:
     # engage's gettext (its own translation domain), kept apart from the host's ``_``.
     state.app.add_template_global(engage_assets, "engage_assets")
     state.app.add_template_global(engage_timeline, "engage_timeline")
+    state.app.add_template_global(RecordRef, "RecordRef")
     state.app.add_template_global(_, "_e")
     state.app.add_template_global(ngettext, "ngettext_e")
     state.app.add_template_global(locale_tag, "engage_locale")
@@ -189,11 +190,18 @@ def engage_assets(nonce: str | None = None) -> Markup:
     return Markup("\n".join(parts))
 
 
-def engage_timeline(ref: RecordRef) -> Markup:
-    """Markup that loads ``ref``'s timeline into a host page.
+def engage_timeline(ref: RecordRef | str, record_id: object = None) -> Markup:
+    """Markup that loads a record's timeline into a host page.
 
+    ``engage_timeline("contact", contact.id)`` or ``engage_timeline(RecordRef("contact", id))``.
     With JavaScript, htmx fetches the partial when the page loads; without it, a link leads to
     the same timeline as a page of its own.
     """
+    if not isinstance(ref, RecordRef):
+        if record_id is None:
+            raise TypeError(
+                'engage_timeline takes a RecordRef, or a type and an id: ("contact", 7)'
+            )
+        ref = RecordRef(str(ref), str(record_id))
     url = url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
     return Markup(render_template("engage/_timeline_slot.html", url=url, ref=ref))
