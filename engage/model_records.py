@@ -6,8 +6,8 @@ id, searching by name and email in SQL, finding records by email address, and bu
 :class:`engage.Record`::
 
     records = ModelAdapter(
-        RecordType(Donor, follow="allow_email_tracking", endpoint="donors.detail",
-                   city="address.city", country="address.country"),
+        RecordType(Donor, address="address", follow="allow_email_tracking",
+                   endpoint="donors.detail"),
         RecordType(Company, name="legal_name", endpoint="companies.show"),
     )
 
@@ -104,9 +104,15 @@ class RecordType:
         (``{"order_number": "order_no"}``), or a callable returning such a mapping of text.
     :param where: a SQL condition a row must meet to be a record at all (``Donor.active``).
 
-    PostalAddress's ``country`` is an ISO 3166-1 alpha-2 code (``"DE"``) or a country's name,
-    as the host keeps it; the parts are read with the same conventions (``street``, ``city``,
-    ``postal_code``, ``region``, ``country``), each overridable (``postal_code="address.zip"``).
+    :param address: where the postal address is: an object (a related row, say
+        ``"address"``) whose attributes ``street``, ``city``, ``postal_code``, ``region`` and
+        ``country`` are read, those it lacks left empty, or a :class:`engage.PostalAddress`.
+        Without it the parts are read from the model's own attributes of those names. Either
+        way a part may be given on its own, which wins: ``postal_code="address.zip"``.
+
+    :class:`engage.PostalAddress`'s ``country`` is an ISO 3166-1 alpha-2 code (``"DE"``) or a
+    country's name in English, as the host keeps it; the recipient's time zone is found from
+    the address (S21), so the more parts, the better.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class RecordType:
         owner: Spec | bool | None = None,
         won: Spec | bool | None = None,
         follow: Spec | None = None,
+        address: Spec | None = None,
         street: Spec | bool | None = None,
         city: Spec | bool | None = None,
         postal_code: Spec | bool | None = None,
@@ -150,6 +157,9 @@ class RecordType:
         self.where = where
         self.follow = follow
         self.template_values = template_values
+        if address is not None:
+            self._check("address", address)
+        self.address = address
 
         given = {
             "name": name,
@@ -166,9 +176,13 @@ class RecordType:
             "country": country,
         }
         self.specs: dict[str, Spec | None] = {}
+        #: The address parts given one by one, which win over those of ``address``.
+        self._own_parts = {p for p in ADDRESS_PARTS if given[p] not in (None, True, False)}
         for field, spec in given.items():
             if spec is False:
                 self.specs[field] = None
+            elif field in ADDRESS_PARTS and address is not None and field not in self._own_parts:
+                self.specs[field] = None  # read from the address object
             elif spec is None or spec is True:
                 conventional = CONVENTIONS[field]
                 self.specs[field] = conventional if hasattr(model, conventional) else None
@@ -245,7 +259,7 @@ class RecordType:
     def record(self, obj: Any) -> Record:
         """The :class:`engage.Record` of one instance of the model."""
         value = {field: read(obj, spec) for field, spec in self.specs.items()}
-        address = PostalAddress(**{part: text(value[part]) for part in ADDRESS_PARTS})
+        address = self._address(obj, value)
         won = value["won"]
         return Record(
             ref=self.ref(obj),
@@ -262,6 +276,16 @@ class RecordType:
             phone=optional_text(value["phone"]),
             template_values=self._template_values(obj),
         )
+
+    def _address(self, obj: Any, value: dict[str, Any]) -> PostalAddress:
+        parts = {part: text(value[part]) for part in ADDRESS_PARTS}
+        if self.address is not None:
+            holder = read(obj, self.address)
+            for part in ADDRESS_PARTS:
+                if part in self._own_parts or holder is None:
+                    continue
+                parts[part] = text(getattr(holder, part, None))
+        return PostalAddress(**parts)
 
     def _template_values(self, obj: Any) -> dict[str, str]:
         if self.template_values is None:

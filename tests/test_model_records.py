@@ -168,6 +168,20 @@ def test_a_record_is_read_by_declaration_and_convention(app):
     assert ada.url == "/donors/1" and ada.label == "Donor" and ada.won is None
 
 
+def test_the_address_is_read_from_a_related_object_and_a_part_may_be_given_on_its_own(app):
+    by_object = RecordType(Donor, "d2", address="address", postal_code="address.postcode", url=str)
+    from_property = RecordType(
+        Donor, "d3", address=lambda d: PostalAddress(city="Paris", country="FR"), url=str
+    )
+    with app.app_context():
+        ada = db.session.get(Donor, 1)
+        assert by_object.record(ada).address == PostalAddress(
+            street="12 St James's Square", city="London", postal_code="SW1Y 4LB", country="GB"
+        )
+        assert from_property.record(ada).address == PostalAddress(city="Paris", country="FR")
+        assert by_object.record(db.session.get(Donor, 2)).address is None
+
+
 def test_outside_a_request_the_url_is_the_path_a_worker_can_build(app):
     with app.app_context():
         assert adapter.get(RecordRef("donor", "2")).url == "/donors/2"
