@@ -56,7 +56,8 @@ __all__ = [
     "render_item",
 ]
 
-log = logging.getLogger(__name__)
+#: Under "alembic", so that the logging Alembic and Flask-Migrate set up shows it.
+log = logging.getLogger("alembic.engage")
 
 #: The folder of engage's Alembic revisions, to add to a host's ``version_locations``.
 VERSIONS = Path(__file__).resolve().parent / "versions"
