@@ -202,3 +202,18 @@ def test_adding_the_version_location_twice_adds_it_once():
     config.set_main_option("script_location", "/srv/crm/migrations")
     add_version_location(add_version_location(config))
     assert config.get_version_locations_list() == ["/srv/crm/migrations/versions", str(VERSIONS)]
+
+
+def test_an_alembic_ini_names_engages_folder_as_a_package_resource(host, engine, tmp_path):
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(
+        "[alembic]\n"
+        "script_location = %(here)s/migrations\n"
+        "path_separator = space\n"
+        "version_locations = %(here)s/migrations/versions engage:migrations/versions\n"
+    )
+    config = Config(str(ini))
+    with engine.begin() as connection:
+        config.attributes.update(connection=connection, metadata=host_metadata())
+        command.upgrade(config, "heads")
+    assert tables(engine) == ENGAGE_TABLES | {"host_donor", "alembic_version"}
