@@ -25,9 +25,10 @@ from .storage import AttachmentStore, LocalFolderStore
 
 if TYPE_CHECKING:
     from .bulk import BulkResult, send_bulk
-    from .context import current_engage, flask_login_user, user_from_attributes
+    from .context import UserMapping, current_engage, flask_login_user, user_from_attributes
     from .database_store import DatabaseStore
     from .extension import Engage
+    from .model_records import ModelAdapter, RecordType
     from .template_performance import note_opportunity_won
 
 #: Where each lazily loaded name of the public API lives.
@@ -39,6 +40,9 @@ _LAZY = {
     "current_engage": "engage.context",
     "flask_login_user": "engage.context",
     "user_from_attributes": "engage.context",
+    "UserMapping": "engage.context",
+    "ModelAdapter": "engage.model_records",
+    "RecordType": "engage.model_records",
     "note_opportunity_won": "engage.template_performance",
 }
 
@@ -60,11 +64,14 @@ __all__ = [
     "EngageUser",
     "FollowPreference",
     "LocalFolderStore",
+    "ModelAdapter",
     "PostalAddress",
     "Record",
     "RecordAdapter",
     "RecordRef",
+    "RecordType",
     "Role",
+    "UserMapping",
     "current_engage",
     "send_bulk",
     "flask_login_user",

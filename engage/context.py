@@ -8,13 +8,15 @@ engage without importing the web layer that ``init_app`` registers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app, g
 from werkzeug.local import LocalProxy
 
 from . import models
+from .mapping import Spec, optional_text, read, roles_of, text
 from .records import EngageUser, RecordAdapter
 from .storage import AttachmentStore
 
@@ -27,38 +29,83 @@ if TYPE_CHECKING:
 UserLoader = Callable[[], EngageUser | None]
 
 
+@dataclass(frozen=True)
+class UserMapping:
+    """How the host's user object maps to an :class:`EngageUser`: a user loader by declaration.
+
+    Each field names where a value is on the user (an attribute, a dotted path or a callable,
+    see :mod:`engage.mapping`). Called, it reads Flask-Login's ``current_user``; pass it as
+    ``Engage(current_user=UserMapping(...))``::
+
+        UserMapping(name="username", roles="role",
+                    role_map={"admin": "admin", "manager": "sales_manager", "staff": "salesperson"})
+
+    :param name: the display name used in the From header (default ``name``; the email when
+        empty).
+    :param email: the address emails are sent from (default ``email``).
+    :param roles: the user's role value, or an iterable of them (default ``engage_roles``).
+    :param role_map: the host's role values to engage's role names (``salesperson``,
+        ``sales_manager``, ``admin``); a value may map to a list of them, and a value it lacks
+        gives no role. Without it the values are engage's role names themselves.
+    :param team: the sales team, which a sales manager sees (default ``engage_team``).
+    :param timezone: an IANA zone name from the user's profile (default ``timezone``).
+
+    The id is the user's ``get_id()`` (Flask-Login), else its ``id``.
+    """
+
+    name: Spec = "name"
+    email: Spec = "email"
+    roles: Spec = "engage_roles"
+    role_map: Mapping[Any, str | Iterable[str]] | None = None
+    team: Spec | None = "engage_team"
+    timezone: Spec | None = "timezone"
+
+    def __call__(self) -> EngageUser | None:
+        """The signed-in user from Flask-Login's ``current_user``, or ``None``."""
+        try:
+            from flask_login import current_user
+        except ImportError as exc:  # pragma: no cover - depends on the host's installation
+            raise RuntimeError(
+                "engage needs to know the signed-in user: install Flask-Login or pass "
+                "Engage(current_user=...) returning an engage.EngageUser."
+            ) from exc
+        if not current_user or not getattr(current_user, "is_authenticated", False):
+            return None
+        return self.user(current_user)
+
+    def user(self, user: Any) -> EngageUser:
+        """The :class:`EngageUser` for a host user object."""
+        get_id = getattr(user, "get_id", None)
+        ident = get_id() if callable(get_id) else user.id
+        email = text(read(user, self.email))
+        return EngageUser(
+            id=str(ident),
+            name=text(read(user, self.name)) or email,
+            email=email,
+            roles=roles_of(read(user, self.roles), self.role_map),
+            team=optional_text(read(user, self.team)),
+            timezone=optional_text(read(user, self.timezone)),
+        )
+
+
+#: engage's default reading of a host user: ``name``, ``email``, ``engage_roles``, ….
+DEFAULT_USER_MAPPING = UserMapping()
+
+
 def flask_login_user() -> EngageUser | None:
     """The default user loader: Flask-Login's ``current_user``, read through its attributes.
 
     It reads ``get_id()``, ``name`` (else ``email``), ``email``, ``engage_roles`` (an iterable of
     role names), and optionally ``engage_team`` and ``timezone``. A host whose user model is
-    shaped differently passes its own ``current_user`` callable to :class:`Engage`.
+    shaped differently passes a :class:`UserMapping` (or a callable of its own) as
+    ``Engage(current_user=...)``.
     """
-    try:
-        from flask_login import current_user
-    except ImportError as exc:  # pragma: no cover - depends on the host's installation
-        raise RuntimeError(
-            "engage needs to know the signed-in user: install Flask-Login or pass "
-            "Engage(current_user=...) returning an engage.EngageUser."
-        ) from exc
-    if not current_user or not getattr(current_user, "is_authenticated", False):
-        return None
-    return user_from_attributes(current_user)
+    return DEFAULT_USER_MAPPING()
 
 
 def user_from_attributes(user: Any) -> EngageUser:
     """Build an :class:`EngageUser` from a host user object's conventional attributes."""
-    get_id = getattr(user, "get_id", None)
-    ident = get_id() if callable(get_id) else user.id
-    email = getattr(user, "email", "") or ""
-    return EngageUser(
-        id=str(ident),
-        name=getattr(user, "name", None) or email,
-        email=email,
-        roles=frozenset(getattr(user, "engage_roles", ()) or ()),
-        team=getattr(user, "engage_team", None),
-        timezone=getattr(user, "timezone", None),
-    )
+    return DEFAULT_USER_MAPPING.user(user)
 
 
 class _State:

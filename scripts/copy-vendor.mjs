@@ -1,13 +1,15 @@
 // Copy the third-party browser files engage serves into its static folder.
 //
-// They come from the npm registry through package.json and its lock file, so
-// the repository never carries a copy of them: run `npm ci && npm run vendor`
-// after a fresh clone. The destination folder is git-ignored.
+// They come from the npm registry through package.json and its lock file. The copies under
+// engage/static/engage/vendor/ are committed, so that every package a host installs (a wheel,
+// an sdist, `pip install` of a checkout) carries them without npm; tests/test_assets.py checks
+// that they are byte for byte the files of the locked packages. After changing a version in
+// package.json: `npm install`, `npm run vendor`, then commit the lock file and the copies.
 //
-// A missing source is an error, not a warning: a quietly absent htmx would
-// only show up later as a page that no longer swaps anything.
+// A missing source is an error, not a warning: a quietly absent htmx would only show up later
+// as a page that no longer swaps anything. An unchanged copy is left alone.
 
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -31,6 +33,9 @@ for (const [source, target] of files) {
   if (!existsSync(from)) {
     console.error(`copy-vendor: ${relative(root, from)} is missing; run "npm ci" first.`);
     missing += 1;
+    continue;
+  }
+  if (existsSync(to) && readFileSync(to).equals(readFileSync(from))) {
     continue;
   }
   copyFileSync(from, to);

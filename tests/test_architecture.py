@@ -26,6 +26,7 @@ RULES = {
     "engage.geonames",
     "engage.local_time",
     "engage.machine",
+    "engage.mapping",
     "engage.records",
     "engage.storage",
     "engage.templating",

@@ -139,3 +139,15 @@ def test_an_unknown_email_is_an_explained_404(app):
     response = sign_in(app.test_client(), 1).get("/crm/engage/emails/12345")
     assert response.status_code == 404
     assert "not yours to see" in response.get_data(as_text=True)
+
+
+def test_a_host_template_names_a_record_by_type_and_id_or_by_record_ref(app):
+    from flask import render_template_string
+
+    with app.test_request_context():
+        html = render_template_string(
+            '{{ engage_timeline("customer", 1) }}|{{ engage_timeline(RecordRef("customer", 2)) }}'
+        )
+    first, second = html.split("|")
+    assert 'hx-get="/crm/engage/timeline/customer/1"' in first
+    assert 'hx-get="/crm/engage/timeline/customer/2"' in second

@@ -54,3 +54,32 @@ def test_every_config_key_is_in_the_readme_table():
 def test_the_readme_starts_with_the_two_commands():
     first_block = re.search(r"```sh\n(.*?)```", README, re.S).group(1)
     assert "./run demo" in first_block and "./run tests" in first_block
+
+
+def test_every_jinja_global_engage_registers_is_in_the_readme_table():
+    from flask import Flask
+    from flask_babel import Babel
+    from flask_sqlalchemy import SQLAlchemy
+
+    from engage import Engage
+
+    class NoRecords:
+        def get(self, ref):
+            return None
+
+        def search(self, text, *, limit=10):
+            return []
+
+        def find_by_email(self, address):
+            return []
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="x", SQLALCHEMY_DATABASE_URI="sqlite://")
+    Babel(app)  # the host's Flask-Babel (engage sets one up otherwise) has globals of its own
+    before = set(app.jinja_env.globals)
+    Engage(app, db=SQLAlchemy(app), records=NoRecords())
+    added = set(app.jinja_env.globals) - before
+    table = README.split("### Jinja globals", 1)[1].split("\n#", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Za-z_]+)\(", table, re.M))
+    documented |= set(re.findall(r", `([A-Za-z_]+)\(", table))
+    assert added <= documented, sorted(added - documented)

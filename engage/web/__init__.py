@@ -30,7 +30,7 @@ from . import (  # noqa: F401  (importing a route module registers its views)
     templates,
     tracking,
 )
-from .blueprint import blueprint
+from .blueprint import blueprint, warn_if_assets_missing
 from .fastpath import PixelFastPath
 
 __all__ = ["blueprint", "register"]
@@ -47,3 +47,4 @@ def register(app: Flask) -> None:
     # stays for url_for and for apps that bypass app.wsgi_app.
     app.wsgi_app = PixelFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
     inbound.exempt_from_host_csrf(app)
+    warn_if_assets_missing(app)

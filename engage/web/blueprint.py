@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
@@ -28,6 +28,35 @@ from .security import csp_nonce, set_security_headers
 
 PACKAGE = Path(__file__).resolve().parent.parent
 STATIC = PACKAGE / "static"
+
+#: The third-party browser files engage's pages load, under ``static/engage/vendor/``: copies
+#: of the npm packages package-lock.json pins, committed so that every package carries them.
+VENDOR_FILES = ("htmx.min.js", "trix.umd.min.js", "trix.css")
+
+#: Missing front-end files already reported in this process, so the log says it once.
+_REPORTED_MISSING: set[Path] = set()
+
+
+def warn_if_assets_missing(app: Flask) -> None:
+    """Say in the log, once per process, which of engage's front-end files are missing.
+
+    Without them engage's pages stay on "Loading…" and the browser only gets 404s, while the
+    server would otherwise say nothing. They are missing from a checkout whose vendor folder
+    was deleted, or from a package built without them.
+    """
+    folder = STATIC / "engage" / "vendor"
+    missing = [name for name in VENDOR_FILES if not (folder / name).is_file()]
+    if not missing or folder in _REPORTED_MISSING:
+        return
+    _REPORTED_MISSING.add(folder)
+    app.logger.warning(
+        "engage's front-end files are missing from %s: %s. engage's pages will not work "
+        "(they stay on 'Loading…'). Install an engage package that carries them (any wheel "
+        "or sdist of engage does), or in a checkout run `npm ci && npm run vendor`.",
+        folder,
+        ", ".join(missing),
+    )
+
 
 blueprint = Blueprint(
     "engage",
@@ -109,6 +138,7 @@ def _register_template_globals(state: Any) -> None:
     # engage's gettext (its own translation domain), kept apart from the host's ``_``.
     state.app.add_template_global(engage_assets, "engage_assets")
     state.app.add_template_global(engage_timeline, "engage_timeline")
+    state.app.add_template_global(RecordRef, "RecordRef")
     state.app.add_template_global(_, "_e")
     state.app.add_template_global(ngettext, "ngettext_e")
     state.app.add_template_global(locale_tag, "engage_locale")
@@ -160,11 +190,18 @@ def engage_assets(nonce: str | None = None) -> Markup:
     return Markup("\n".join(parts))
 
 
-def engage_timeline(ref: RecordRef) -> Markup:
-    """Markup that loads ``ref``'s timeline into a host page.
+def engage_timeline(ref: RecordRef | str, record_id: object = None) -> Markup:
+    """Markup that loads a record's timeline into a host page.
 
+    ``engage_timeline("contact", contact.id)`` or ``engage_timeline(RecordRef("contact", id))``.
     With JavaScript, htmx fetches the partial when the page loads; without it, a link leads to
     the same timeline as a page of its own.
     """
+    if not isinstance(ref, RecordRef):
+        if record_id is None:
+            raise TypeError(
+                'engage_timeline takes a RecordRef, or a type and an id: ("contact", 7)'
+            )
+        ref = RecordRef(str(ref), str(record_id))
     url = url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
     return Markup(render_template("engage/_timeline_slot.html", url=url, ref=ref))
