@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -317,6 +319,9 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
             env={**os.environ, "FLASK_APP": flask_app, "ENGAGE_REDIS_URL": redis_url, **env},
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
+            # A session of its own, so that nothing it started (its scheduler process) outlives
+            # the test to take a later test's jobs.
+            start_new_session=True,
         )
         procs.append((proc, log))
         return proc
@@ -329,6 +334,8 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         print(f"--- {log.name}\n{log.read_text()[-3000:]}")
 
 

@@ -13,6 +13,7 @@ figures in the README come from a long run with ``ENGAGE_FAULT_TRIALS=20``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,18 +95,22 @@ class Workers:
 
     def start(self) -> subprocess.Popen[bytes]:
         log = (self.folder / f"worker-{len(self.procs)}.log").open("wb")
+        # A session of its own: killing it kills its scheduler process too, as a lost machine
+        # would, and leaves nothing behind to take later tests' jobs.
         proc = subprocess.Popen(
             rq_worker(self.redis_url, "--with-scheduler"),
             cwd=ROOT,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append(proc)
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
     def stop_all(self) -> None:
@@ -115,7 +120,12 @@ class Workers:
                 try:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
+                    pass
+            # Whatever is left of its session (a scheduler process waiting for a Redis that is
+            # gone) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.fixture
