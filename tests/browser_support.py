@@ -85,12 +85,23 @@ def open_compose(page, demo, contact: str):
 def send_followed(page, demo) -> None:
     """Send Marie Curie a followed email 'Quarterly review' and wait until it is sent."""
     open_compose(page, demo, "Marie Curie")
-    page.get_by_label("To", exact=True).fill(f"Marie Curie <{MARIE}>")
-    page.get_by_label("Subject").fill("Quarterly review")
+    write_and_send(
+        page,
+        to=f"Marie Curie <{MARIE}>",
+        subject="Quarterly review",
+        text="Shall we review the quarter next week?",
+    )
+
+
+def write_and_send(page, *, to: str, subject: str, text: str, timeout: int = 20_000) -> None:
+    """In the open compose panel: write a followed email, Send, and wait until the timeline
+    shows it sent."""
+    page.get_by_label("To", exact=True).fill(to)
+    page.get_by_label("Subject").fill(subject)
     page.locator("trix-editor").click()
-    page.keyboard.type("Shall we review the quarter next week?")
+    page.keyboard.type(text)
     page.get_by_role("group", name="Follow").get_by_text("On", exact=True).wait_for()
     page.get_by_role("button", name="Send").click()
-    page.locator(".engage-activity", has_text="Quarterly review").locator(
-        ".engage-badge--sent"
-    ).wait_for(timeout=20_000)
+    page.locator(".engage-activity", has_text=subject).locator(".engage-badge--sent").wait_for(
+        timeout=timeout
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.browser_support import write_and_send
 from tests.support import ROOT, free_port
 
 HOST = ROOT / "tests" / "embed_host"
@@ -353,15 +354,13 @@ def drive_the_browser(page, url: str, sink) -> None:
     page.get_by_label("Create timeline record").click()
     page.get_by_role("link", name="Email", exact=True).click()
     page.locator("trix-editor").wait_for()
-    page.get_by_label("To", exact=True).fill("Ada Lovelace <ada@example.org>")
-    page.get_by_label("Subject").fill("Thank you for your gift")
-    page.locator("trix-editor").click()
-    page.keyboard.type("Your gift funds a new library.")
-    page.get_by_role("group", name="Follow").get_by_text("On", exact=True).wait_for()
-    page.get_by_role("button", name="Send").click()
-    page.locator(".engage-activity", has_text="Thank you for your gift").locator(
-        ".engage-badge--sent"
-    ).wait_for(timeout=30_000)
+    write_and_send(
+        page,
+        to="Ada Lovelace <ada@example.org>",
+        subject="Thank you for your gift",
+        text="Your gift funds a new library.",
+        timeout=30_000,
+    )
     assert sink.messages, "the SMTP relay received nothing"
 
     # Ada opens it: her mail program shows the HTML and fetches its images.

@@ -26,13 +26,12 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
 from engage.queueing import POLL_IMAP, SWEEP_HEARTBEAT_KEY
+from tests import support
 from tests.support import (
     ROOT,
     RQ,
     drop_host_tables,
-    free_port,
     make_host_app,
-    redis_server_binary,
     rq_worker,
     worker_env,
 )
@@ -41,61 +40,29 @@ from tests.support import (
 OUTAGE = 6
 
 
-class RedisServer:
-    """A redis-server of the test's own, to take away and bring back on the same port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it; it loads the data a :meth:`shutdown_saving` left, else it is empty."""
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        wait_for(lambda: _answers(client), 10, "redis-server to start")
+class RedisServer(support.RedisServer):
+    """The tests' private redis-server, which these tests also crash and stop with its data
+    saved; :meth:`start` loads what :meth:`shutdown_saving` left, else it is empty."""
 
     def kill(self) -> None:
         """Crash it: what it held is gone."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
 
     def shutdown_saving(self) -> None:
         """Stop it after it wrote its data to disk, for the next :meth:`start` to load."""
-        assert self.process is not None
+        assert self.proc is not None
         try:
             self.client().shutdown(save=True)
         except redis.ConnectionError:
             pass  # it closes the connection as it goes
-        self.process.wait(10)
+        self.proc.wait(10)
+        self.proc = None
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> float:
@@ -110,12 +77,9 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> float:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(folder)
-    server.start()
+    server = RedisServer(tmp_path / "redis")  # started
     yield server
-    if server.process is not None and server.process.poll() is None:
+    if server.proc is not None and server.proc.poll() is None:
         server.kill()
 
 
