@@ -66,7 +66,7 @@ from .models import (
 )
 from .recipients import recipient_preference
 from .records import FollowPreference
-from .timeline import sync_email_activities
+from .timeline import move_email_activities
 from .tracking import attachment_url, tracked_html
 
 
@@ -317,7 +317,7 @@ def _email_lock(email_id: int) -> Iterator[bool]:
 
     The lock is short and renewed by a thread while the job runs, so a worker killed mid-send
     stops holding it within :data:`LOCK_SECONDS`. It only saves work: each copy is claimed in
-    the database before it is sent (see :func:`_claim`), so two jobs that both ran (Redis lost
+    the database before it is sent (see :meth:`_Ledger.claim`), so two jobs that both ran (Redis lost
     the lock) still send no copy twice. Without Redis the job goes on unlocked, for that reason.
     """
     try:
@@ -427,9 +427,9 @@ def _settle_lost_attempts(email: Email) -> None:
 def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> bool:
     """Send each pending copy, writing down its attempt before and its answer right after.
 
-    One commit per copy carries the answer of the copy before and the claim of the next, so
-    at any moment at most one copy is attempted without a known answer. Returns whether the
-    relay could not be reached (some copies wait for it).
+    Each claim and each answer is committed by itself (see :func:`_copy_ledger`), so at any
+    moment at most one copy is attempted without a known answer. Returns whether the relay
+    could not be reached (some copies wait for it).
     """
     unreachable = False
     sender = email.parties_in(PartyRole.FROM)[0].address
@@ -449,40 +449,37 @@ def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> 
     # recipient), so each form of the message is built and flattened once.
     shared: dict[bool, bytes] = {}
     client: smtplib.SMTP | None = None
-    try:
-        for party in pending:
-            # Addresses beyond ASCII need the relay's SMTPUTF8 extension, for this copy only.
-            smtputf8 = not (sender.isascii() and party.address.isascii())
-            policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
-            try:
-                if email.followed and party.token:
-                    data = _flatten(email, party, files, policy)
-                else:
-                    if smtputf8 not in shared:
-                        shared[smtputf8] = _flatten(email, party, files, policy)
-                    data = shared[smtputf8]
-            except Unbuildable as exc:
-                _cannot_build(party, exc)
-                continue
-            if not _claim(party):
-                continue  # another job has it
-            try:
-                if client is None:
-                    client = _open(settings)
-                _send_one(client, data, party, sender, smtputf8)
-            except _Transient as exc:
-                party.delivery_state = DeliveryState.RETRYING
-                party.delivery_error = str(exc)
-                party.delivery_attempts += 1
-                if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
-                    client = None  # the connection is gone: open a new one for the next copy
-                    unreachable = True
-            party.attempt_id = None
-    finally:
-        # The last answer; the others went with the next copy's claim.
-        current_engage.session.commit()
-        if client is not None:
-            _keep(settings, client)
+    with _copy_ledger() as ledger:
+        try:
+            for party in pending:
+                # Addresses beyond ASCII need the relay's SMTPUTF8 extension, for this copy only.
+                smtputf8 = not (sender.isascii() and party.address.isascii())
+                policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
+                try:
+                    if email.followed and party.token:
+                        data = _flatten(email, party, files, policy)
+                    else:
+                        if smtputf8 not in shared:
+                            shared[smtputf8] = _flatten(email, party, files, policy)
+                        data = shared[smtputf8]
+                except Unbuildable as exc:
+                    ledger.answer(party, DeliveryState.FAILED, str(exc))
+                    continue
+                if not ledger.claim(party):
+                    continue  # another job has it
+                try:
+                    if client is None:
+                        client = _open(settings)
+                    state, error = _send_one(client, data, party, sender, smtputf8)
+                except _Transient as exc:
+                    state, error = DeliveryState.RETRYING, str(exc)
+                    if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
+                        client = None  # the connection is gone: open a new one for the next
+                        unreachable = True
+                ledger.answer(party, state, error)
+        finally:
+            if client is not None:
+                _keep(settings, client)
     return unreachable
 
 
@@ -534,36 +531,121 @@ def release_when_the_relay_is_back(now: datetime) -> int:
     return len(due)
 
 
-def _claim(party: Party) -> bool:
-    """Write down that this copy is about to be sent, with the answers so far; ``False`` when
-    another job claimed it first.
+#: The table behind :class:`Party`, for the per-copy statements below.
+_PARTIES = cast(sa.Table, Party.__table__)
 
-    The claim is a conditional UPDATE committed before the copy is handed to the relay: after a
-    crash, a copy with a claim and no answer is known to be *in doubt*, and every other copy is
-    known to be done or untried.
+#: A copy's claim: a conditional UPDATE that only one job can win. Built once, so each copy
+#: pays for running it, not for composing and compiling it.
+_CLAIM = (
+    sa.update(_PARTIES)
+    .where(
+        _PARTIES.c.id == sa.bindparam("claim_id"),
+        _PARTIES.c.attempt_id.is_(None),
+        _PARTIES.c.delivery_state.in_((DeliveryState.PENDING, DeliveryState.RETRYING)),
+    )
+    .values(
+        attempt_id=sa.bindparam("claim_attempt", type_=_PARTIES.c.attempt_id.type),
+        attempted_at=sa.bindparam("claim_at", type_=_PARTIES.c.attempted_at.type),
+    )
+)
+
+#: A copy's answer, written on the same terms as its claim.
+_ANSWER = (
+    sa.update(_PARTIES)
+    .where(_PARTIES.c.id == sa.bindparam("answer_id"))
+    .values(
+        delivery_state=sa.bindparam("answer_state", type_=_PARTIES.c.delivery_state.type),
+        delivery_error=sa.bindparam("answer_error", type_=_PARTIES.c.delivery_error.type),
+        delivery_attempts=sa.bindparam("answer_attempts", type_=_PARTIES.c.delivery_attempts.type),
+        delivered_at=sa.bindparam("answer_delivered", type_=_PARTIES.c.delivered_at.type),
+        attempt_id=None,
+    )
+)
+
+
+#: A claim that also writes the answer of the copy before (PostgreSQL): one round trip and one
+#: commit for both, as data-modifying WITH runs whether or not the outer statement matches.
+_CLAIM_AFTER_ANSWER = _CLAIM.add_cte(_ANSWER.cte("answer"))
+
+
+class _Ledger:
+    """The copies' claims and answers, on a connection of the job's own where each statement
+    commits by itself.
+
+    A claim is stored before its copy is handed to the relay, and an answer as soon as the
+    relay gave it or, on PostgreSQL, with the next copy's claim (one commit for both), so at
+    any moment at most one copy is attempted without a known answer.
+    """
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+        self.merge = connection.dialect.name == "postgresql"
+        self.pending: dict[str, object] | None = None
+
+    def claim(self, party: Party) -> bool:
+        """Write down that ``party``'s copy is about to be sent; ``False`` when another job
+        claimed it first."""
+        attempt = secrets.token_hex(8)
+        params: dict[str, object] = {
+            "claim_id": party.id,
+            "claim_attempt": attempt,
+            "claim_at": utcnow(),
+        }
+        statement = _CLAIM
+        if self.pending is not None:
+            statement, params = _CLAIM_AFTER_ANSWER, {**params, **self.pending}
+            self.pending = None
+        claimed = self.connection.execute(statement, params).rowcount
+        if claimed:
+            set_committed_value(party, "attempt_id", attempt)
+        return bool(claimed)
+
+    def answer(self, party: Party, state: DeliveryState, error: str | None) -> None:
+        """Note the relay's answer for ``party``'s copy, and set it on ``party`` as stored."""
+        values = {
+            "delivery_state": state,
+            "delivery_error": error,
+            "delivery_attempts": party.delivery_attempts + 1,
+            "delivered_at": utcnow() if state is DeliveryState.SENT else party.delivered_at,
+            "attempt_id": None,
+        }
+        for key, value in values.items():
+            set_committed_value(party, key, value)
+        params = {
+            "answer_id": party.id,
+            "answer_state": state,
+            "answer_error": error,
+            "answer_attempts": values["delivery_attempts"],
+            "answer_delivered": values["delivered_at"],
+        }
+        if self.merge:
+            self.flush()
+            self.pending = params
+        else:
+            self.connection.execute(_ANSWER, params)
+
+    def flush(self) -> None:
+        """Store an answer still waiting for the next claim."""
+        if self.pending is not None:
+            params, self.pending = self.pending, None
+            self.connection.execute(_ANSWER, params)
+
+
+@contextlib.contextmanager
+def _copy_ledger() -> Iterator[_Ledger]:
+    """The job's :class:`_Ledger`, its last answer stored on the way out.
+
+    The session's own transaction ends first, so no snapshot it read can be older than the
+    ledger's writes when it writes again (SQLite would refuse that).
     """
     session = current_engage.session
-    attempt = secrets.token_hex(8)
-    # A Core statement on the table: the ORM's bulk UPDATE machinery costs more than the
-    # statement itself, once per copy. The answer of the copy before is flushed by the commit.
-    parties = cast(sa.Table, Party.__table__)
-    claimed = (
-        session.connection()
-        .execute(
-            sa.update(parties)
-            .where(
-                parties.c.id == party.id,
-                parties.c.attempt_id.is_(None),
-                parties.c.delivery_state.in_((DeliveryState.PENDING, DeliveryState.RETRYING)),
-            )
-            .values(attempt_id=attempt, attempted_at=utcnow())
-        )
-        .rowcount
-    )
     session.commit()
-    if claimed:
-        set_committed_value(party, "attempt_id", attempt)
-    return bool(claimed)
+    with session.get_bind(Party.__mapper__).connect() as connection:
+        ledger = _Ledger(connection.execution_options(isolation_level="AUTOCOMMIT"))
+        try:
+            yield ledger
+        finally:
+            ledger.flush()
 
 
 def _withdraw_refused_follows(pending: list[Party]) -> None:
@@ -636,8 +718,10 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
         raise _Transient(_connection_words(settings, exc)) from exc
 
 
-def _send_one(client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtputf8: bool) -> None:
-    """Send one copy and note the relay's answer on ``party``.
+def _send_one(
+    client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtputf8: bool
+) -> tuple[DeliveryState, str | None]:
+    """Send one copy; the relay's answer as the copy's new state and, if it failed, why.
 
     :raises _Transient: when it is worth trying again later.
     """
@@ -648,34 +732,25 @@ def _send_one(client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtp
     except smtplib.SMTPNotSupportedError:
         # The relay cannot carry an address beyond ASCII: that will not change by retrying,
         # and it concerns this copy only.
-        party.delivery_state = DeliveryState.FAILED
-        party.delivery_error = (
-            "the mail server does not accept addresses beyond ASCII (no SMTPUTF8 support)"
+        return (
+            DeliveryState.FAILED,
+            "the mail server does not accept addresses beyond ASCII (no SMTPUTF8 support)",
         )
-        party.delivery_attempts += 1
-        return
     except smtplib.SMTPRecipientsRefused as exc:
         code, words = exc.recipients.get(party.address, (550, b"recipient refused"))
-        _record_refusal(party, code, words)
-        return
+        return _refusal(code, words)
     except smtplib.SMTPResponseException as exc:
-        _record_refusal(party, exc.smtp_code, exc.smtp_error)
-        return
+        return _refusal(exc.smtp_code, exc.smtp_error)
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
         raise _Transient(f"the connection to the mail server broke: {exc}") from exc
-    party.delivery_state = DeliveryState.SENT
-    party.delivery_error = None
-    party.delivered_at = utcnow()
-    party.delivery_attempts += 1
+    return DeliveryState.SENT, None
 
 
-def _record_refusal(party: Party, code: int, words: bytes | str) -> None:
+def _refusal(code: int, words: bytes | str) -> tuple[DeliveryState, str]:
     reason = _server_words(code, words)
     if 400 <= code < 500:
         raise _Transient(reason)
-    party.delivery_state = DeliveryState.FAILED
-    party.delivery_error = reason
-    party.delivery_attempts += 1
+    return DeliveryState.FAILED, reason
 
 
 def _server_words(code: int, words: bytes | str) -> str:
@@ -713,11 +788,13 @@ def _settle(email: Email) -> str:
     email.status = EmailStatus.FAILED if everyone_failed else EmailStatus.SENT
     email.next_attempt_at = None
     email.sent_at = email.sent_at or utcnow()
-    sync_email_activities(session, email)
+    move_email_activities(session, email)
     if email.status is EmailStatus.SENT:
         template_performance.count_sent(session, email)
+    # Read before the commit expires what it reads.
+    summary = email.delivery_summary
     session.commit()
-    return email.delivery_summary
+    return summary
 
 
 def sweep_sending(now: datetime) -> int:

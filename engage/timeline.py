@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -92,6 +93,20 @@ def timeline_page(
     rows = rows[:size]
     cursor = Cursor(rows[-1].occurred_at, rows[-1].id) if more and rows else None
     return TimelinePage(rows, cursor)
+
+
+def move_email_activities(session: Session, email: Email) -> None:
+    """Move the email's timeline entries to its latest time, for a change of status alone.
+
+    Its records cannot change while it is scheduled or sending (both go through
+    :func:`sync_email_activities` on the way there), so one UPDATE does it. The caller commits.
+    """
+    activities = cast(sa.Table, Activity.__table__)
+    session.connection().execute(
+        sa.update(activities)
+        .where(activities.c.email_id == email.id)
+        .values(occurred_at=email.sent_at or email.scheduled_at or email.updated_at or utcnow())
+    )
 
 
 def records_of(email: Email) -> set[RecordRef]:
