@@ -640,7 +640,7 @@ def _copy_ledger() -> Iterator[_Ledger]:
     """
     session = current_engage.session
     session.commit()
-    with session.get_bind(Party.__mapper__).connect() as connection:
+    with session.get_bind(Party.__mapper__).engine.connect() as connection:
         ledger = _Ledger(connection.execution_options(isolation_level="AUTOCOMMIT"))
         try:
             yield ledger
