@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from email import message_from_bytes, policy
 from email.message import Message
 
 import pytest
 from rq.registry import ScheduledJobRegistry
 
 from engage import current_engage
-from engage.delivery import SmtpSettings, deliver
+from engage.delivery import SmtpSettings, build_message, deliver
 from engage.models import DeliveryState, EmailStatus
 from tests.support import (
     ROOT,
@@ -70,6 +71,46 @@ def test_each_recipient_gets_one_copy_with_to_and_cc_as_written_and_no_bcc(
     email = load(smtp_app, email_id)
     assert email.status is EmailStatus.SENT and email.sent_at is not None
     assert all(p.delivery_state is DeliveryState.SENT for p in email.recipients)
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_each_copy_on_the_wire_is_the_message_build_message_makes_for_its_recipient(
+    smtp_app, smtp_sink, redis_client, follow
+):
+    # The worker flattens the shared headers once and each recipient's body on its own: the
+    # result must be the very message build_message describes, header for header, part for
+    # part (only the MIME boundaries are drawn anew).
+    email_id = send(
+        smtp_app,
+        to="Jürgen Müller <ada@example.com>",
+        subject="Angebot für Q3 – Übersicht",
+        html='<div>Grüße, see <a href="https://example.com/q3">Q3</a></div>',
+        follow=follow,
+    )
+    assert run_delivery(smtp_app, email_id) == "sent"
+    with smtp_app.app_context():
+        email = current_engage.session.get(type(load(smtp_app, email_id)), email_id)
+        expected = {
+            p.address: message_from_bytes(
+                build_message(email, p).as_bytes(policy=policy.SMTP), policy=policy.SMTP
+            )
+            for p in email.recipients
+        }
+
+    def shape(message: Message) -> list:
+        headers = [(k, str(v)) for k, v in message.items() if k != "Content-Type"]
+        parts = [
+            (part.get_content_type(), part.get_payload(decode=True))
+            for part in message.walk()
+            if not part.is_multipart()
+        ]
+        return [message.get_content_type(), headers, parts]
+
+    assert len(smtp_sink.messages) == 3
+    for received in smtp_sink.messages:
+        (address,) = received.rcpt_tos
+        got = message_from_bytes(received.data, policy=policy.SMTP)
+        assert shape(got) == shape(expected[address])
 
 
 def test_a_retried_or_duplicated_job_never_sends_a_copy_twice(smtp_app, smtp_sink, redis_client):
