@@ -126,8 +126,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         ENGAGE_SMTP_URL=os.environ.get("ENGAGE_SMTP_URL", "smtp://127.0.0.1:25"),
     )
     # Where attachment bytes live, when a worker test sets it (e.g. a worker "on another
-    # machine", with a folder of its own).
-    for key in ("ENGAGE_ATTACHMENT_STORE", "ENGAGE_ATTACHMENT_DIR"):
+    # machine", with a folder of its own), and the public address followed copies point to.
+    for key in ("ENGAGE_ATTACHMENT_STORE", "ENGAGE_ATTACHMENT_DIR", "ENGAGE_PUBLIC_URL"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config or {})
