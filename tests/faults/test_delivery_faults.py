@@ -348,7 +348,7 @@ def test_a_job_that_keeps_failing_ends_its_email_failed_and_is_not_queued_foreve
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("a bug in building messages")
 
-    monkeypatch.setattr(engage.delivery, "_flatten", broken)
+    monkeypatch.setattr(engage.delivery._CopyWriter, "copy", broken)
     for attempt in range(3):
         with fault_app.app_context(), pytest.raises(RuntimeError):
             engage.delivery.deliver(email_id)
