@@ -286,3 +286,24 @@ def test_the_interactions_page_draws_the_chart_with_its_text_alternative(tracked
     assert '<svg class="engage-chart__svg" role="img"' in page
     assert "Opens and clicks over time" in page and "1 open, 0 clicks" in page
     assert 'class="engage-table-scroll"' in page
+
+
+def test_the_bulk_result_page_redraws_itself_until_every_copy_is_settled(tracked_app):
+    sam = sign_in(tracked_app.test_client(), 1)
+    token = csrf_token(sam, f"{PREFIX}/bulk?records=customer:1&records=customer:2")
+    sent = sam.post(
+        f"{PREFIX}/bulk",
+        data={
+            "csrf_token": token,
+            "records": ["customer:1", "customer:2"],
+            "subject": "News",
+            "body": "Hello",
+        },
+    )
+    result = sent.headers["Location"]
+    waiting = sam.get(result).get_data(as_text=True)
+    assert 'id="engage-bulk-results"' in waiting and 'hx-trigger="every 2s"' in waiting
+    for email in _emails(tracked_app):
+        assert run_delivery(tracked_app, email.id) == "sent"
+    settled = sam.get(result, headers=HX).get_data(as_text=True)
+    assert 'id="engage-bulk-results"' in settled and "hx-trigger" not in settled
