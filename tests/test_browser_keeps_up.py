@@ -207,6 +207,7 @@ def test_nothing_overflows_at_1280_or_390_px(person, demo):
     page.get_by_role("link", name="Wide table").click()
     page.get_by_text("Sent", exact=True).first.wait_for()
     assert page.locator("[data-engage-sent-at]").is_visible()
+    assert_accessible(page)
     assert (
         page.locator(".engage-parties li").first.evaluate(
             "li => getComputedStyle(li.parentElement).listStyleType"

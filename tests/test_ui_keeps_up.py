@@ -5,6 +5,7 @@ with Undo, the email page's send time and files, and the chart of opens and clic
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -180,11 +181,16 @@ def test_a_name_of_several_records_or_of_none_is_explained_and_the_text_kept(app
 
 
 def test_the_email_page_shows_when_it_was_sent_and_its_files(tracked_app):
-    email_id = send_followed(tracked_app)
-    assert run_delivery(tracked_app, email_id) == "sent"
     sam = sign_in(tracked_app.test_client(), 1)
-    page = sam.get(f"{PREFIX}/emails/{email_id}").get_data(as_text=True)
+    fields = compose_fields(sam, to="ada@example.com", subject="With a file", action="send")
+    fields["attachment"] = (io.BytesIO(b"%PDF-1.4 offer"), "offer.pdf", "application/pdf")
+    assert sam.post(f"{PREFIX}/compose", data=fields).status_code == 302
+    (email,) = _emails(tracked_app)
+    assert run_delivery(tracked_app, email.id) == "sent"
+    page = sam.get(f"{PREFIX}/emails/{email.id}").get_data(as_text=True)
     assert "data-engage-sent-at" in page and "<dt>Sent</dt>" in page
+    assert "<h3" in page and "Attachments" in page and "offer.pdf" in page
+    assert f"/emails/{email.id}/attachments/" in page
 
 
 def test_the_timeline_poll_answers_204_until_an_entry_changes(tracked_app):
