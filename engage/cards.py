@@ -282,6 +282,13 @@ def snooze(session: Session, card: Card, until: datetime) -> None:
     session.commit()
 
 
+def restore(session: Session, card: Card) -> None:
+    """Undo a dismiss or a snooze: the card is back in the panel, as it was; commits."""
+    card.dismissed_at = None
+    card.snoozed_until = None
+    session.commit()
+
+
 def add_phone_call(
     session: Session, user: EngageUser, card: Card, *, subject: str, phone: str, notes: str
 ) -> Activity:

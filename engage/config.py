@@ -138,6 +138,11 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_OPEN_CARD_QUIET_MINUTES": 60,
     # How often an open assistant panel asks for new cards, in seconds (SPEC S35).
     "ENGAGE_ASSISTANT_POLL_SECONDS": 3,
+    # How often an open timeline asks whether its emails changed (delivery, opens, clicks,
+    # replies, attachment opens), in seconds; it asks only while one of them can still change.
+    "ENGAGE_TIMELINE_POLL_SECONDS": 10,
+    # For how many days after sending a followed email's timeline entry is kept current.
+    "ENGAGE_TIMELINE_LIVE_DAYS": 30,
     # The languages a template can be written in, as codes; the window offers these (S30).
     "ENGAGE_TEMPLATE_LANGUAGES": ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "sv", "da"),
     # A template is highlighted as best at a measure only with at least this many messages in

@@ -103,6 +103,11 @@ def format_address(name: str, address: str) -> str:
     return f"{name} <{address}>"
 
 
+def split_entries(text: str) -> list[str]:
+    """The entries of an address field as typed, split on commas, semicolons and new lines."""
+    return _split_entries(text)
+
+
 def _split_entries(text: str) -> list[str]:
     # Split on commas and semicolons outside quotes and angle brackets, so that
     # '"Lovelace, Ada" <ada@example.com>' stays one entry.

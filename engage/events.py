@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import template_performance, tracking
 from .cards import cards_for_opens
 from .context import current_engage
+from .interaction_chart import opens_and_clicks
 from .machine import EventFacts, History, classify
 from .models import (
     Activity,
@@ -296,9 +297,11 @@ def interactions(session: Session, email: Email) -> dict[str, Any]:
             if name is not None:
                 per_file = opens_by_file.setdefault(event.party_id, {})
                 per_file[name] = per_file.get(name, 0) + 1
+    chart = opens_and_clicks((e.occurred_at, e.kind.value) for e in events if not e.machine)
     return {
         "email": email,
         "events": events,
+        "chart": chart,
         "clicks_by_link": clicks_by_link,
         "attachment_names": attachment_names,
         "opens_by_file": opens_by_file,

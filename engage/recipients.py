@@ -7,9 +7,12 @@ S9).
 
 from __future__ import annotations
 
-from .content import Address
+from dataclasses import dataclass, field
+
+from .content import Address, format_address, split_entries
 from .context import current_engage
 from .follow import RecipientPreference
+from .i18n import gettext as _
 from .records import FollowPreference, Record, RecordRef
 
 
@@ -60,3 +63,68 @@ def resolve(address: Address, picked: dict[str, RecordRef]) -> Address:
         found = current_engage.records.find_by_email(address.address)
         record = found[0] if found else None
     return Address(address.address, address.name, record.ref if record else None)
+
+
+@dataclass(slots=True)
+class NameLookup:
+    """An address field after its typed names were looked up among the CRM's records.
+
+    :param text: the field with each name that found one record written as that record's
+        address; everything else stays as typed.
+    :param picked: the records found, by lower-cased address (as the typeahead posts them).
+    :param problem: why a name was not turned into an address, or ``""``.
+    """
+
+    text: str
+    picked: dict[str, RecordRef] = field(default_factory=dict)
+    problem: str = ""
+
+
+def look_up_names(text: str, *, limit: int = 8) -> NameLookup:
+    """Turn the names typed in an address field into addresses, server-side.
+
+    Without JavaScript there is no typeahead, yet the field invites typing a name. An entry
+    with no ``@`` is searched among the records with an email address: one match (or one
+    whose whole name is the entry) becomes ``Name <address>``; several or none leave the entry
+    as typed and say so, listing the choices.
+    """
+    entries = split_entries(text)
+    if all("@" in entry for entry in entries):
+        return NameLookup(text)
+    written: list[str] = []
+    picked: dict[str, RecordRef] = {}
+    problems: list[str] = []
+    for entry in entries:
+        if "@" in entry:
+            written.append(entry)
+            continue
+        name = entry.strip().strip('"').strip()
+        found = [r for r in current_engage.records.search(name, limit=limit) if r.email and name]
+        exact = [r for r in found if r.name.casefold() == name.casefold()]
+        chosen = exact if len(exact) == 1 else found
+        if len(chosen) == 1:
+            record = chosen[0]
+            address = (record.email or "").strip()
+            written.append(format_address(record.name, address))
+            picked[address.lower()] = record.ref
+            continue
+        written.append(entry)
+        if not found:
+            problems.append(
+                _(
+                    "Not a valid email address: %(name)s. No CRM record with an email address "
+                    "has that name either.",
+                    name=entry,
+                )
+            )
+        else:
+            choices = "; ".join(f"{r.name} ({r.label}, {r.email})" for r in found)
+            problems.append(
+                _(
+                    "Several records match “%(name)s”: %(choices)s. Type more of the name "
+                    "or the address.",
+                    name=name,
+                    choices=choices,
+                )
+            )
+    return NameLookup(", ".join(written), picked, " ".join(problems))

@@ -9,8 +9,9 @@ the first one does.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import sqlalchemy as sa
@@ -107,6 +108,47 @@ def move_email_activities(session: Session, email: Email) -> None:
         .where(activities.c.email_id == email.id)
         .values(occurred_at=email.sent_at or email.scheduled_at or email.updated_at or utcnow())
     )
+
+
+#: Delivery states in which an email's entry changes by itself.
+IN_FLIGHT = frozenset({"scheduled", "sending", "retrying"})
+
+
+def can_change(activity: Activity, *, now: datetime, live_days: float) -> bool:
+    """Whether ``activity``'s entry can still change without the rep doing anything.
+
+    An email on its way changes (its delivery status); a followed email that went out in the
+    last ``live_days`` days changes as recipients open, click, reply and open its files. Older
+    ones, unfollowed ones, drafts, replies and phone calls stay as they are (until the rep acts,
+    which redraws the timeline anyway).
+    """
+    email = activity.email
+    if email is None:
+        return False
+    summary = email.delivery_summary
+    if summary in IN_FLIGHT:
+        return True
+    if not email.followed or summary == "draft" or email.sent_at is None:
+        return False
+    return now - email.sent_at < timedelta(days=live_days)
+
+
+def live_version(activities: list[Activity]) -> str:
+    """A short digest of what the entries of ``activities`` show that can change by itself."""
+    parts: list[str] = []
+    for activity in activities:
+        parts.append(str(activity.id))
+        email = activity.email
+        if email is None:
+            continue
+        parts.append(email.delivery_summary)
+        for party in email.recipients:
+            replied = party.replied_at.isoformat() if party.replied_at else ""
+            parts.append(
+                f"{party.id}:{party.delivery_state.value}:{party.opens}:{party.clicks}:"
+                f"{party.attachment_opens}:{replied}"
+            )
+    return hashlib.blake2s("|".join(parts).encode(), digest_size=8).hexdigest()
 
 
 def records_of(email: Email) -> set[RecordRef]:

@@ -67,11 +67,16 @@ def open_record(page, demo, contact: str) -> None:
 
 
 def open_compose_without_js(page, demo, contact: str) -> None:
-    """In a page without JavaScript: open ``contact``'s timeline page and its compose form."""
+    """In a page without JavaScript: open ``contact``'s record (its timeline is drawn there)
+    and its compose form."""
     open_record(page, demo, contact)
-    page.get_by_role("link", name="Open the timeline").click()
     page.get_by_label("Create timeline record").click()  # <details> opens without JS
     page.get_by_role("link", name="Email", exact=True).click()
+
+
+def page_overflows(page) -> bool:
+    """Whether the page scrolls sideways (wider than the viewport)."""
+    return page.evaluate("() => document.scrollingElement.scrollWidth > window.innerWidth")
 
 
 def open_compose(page, demo, contact: str):

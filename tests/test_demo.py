@@ -333,7 +333,7 @@ def test_each_record_page_shows_its_details_and_engages_timeline(
             assert text in page, (path, text)
         kind, ident = path.strip("/").split("/")
         record_type = kind[:-1].replace("opportunitie", "opportunity")
-        assert f'hx-get="/engage/timeline/{record_type}/{ident}"' in page
+        assert f'data-engage-timeline-url="/engage/timeline/{record_type}/{ident}"' in page
         assert '<html lang="en">' in page
         assert "<main" in page and "<nav" in page
         assert "/engage/manifest.webmanifest" in page

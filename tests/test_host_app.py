@@ -10,7 +10,9 @@ from tests.support import add_email, csrf_token, sign_in
 def test_the_host_record_page_shows_engage_timeline_at_its_own_prefix(app):
     client = sign_in(app.test_client(), 1)
     page = client.get("/customers/1").get_data(as_text=True)
-    assert 'hx-get="/crm/engage/timeline/customer/1"' in page
+    # The timeline is drawn with the host's page (no "Loading…" without JavaScript).
+    assert 'data-engage-timeline-url="/crm/engage/timeline/customer/1"' in page
+    assert 'id="engage-timeline-customer-1"' in page and "No activities yet." in page
     assert "/crm/engage/static/engage/engage.css" in page
     partial = client.get("/crm/engage/timeline/customer/1", headers={"HX-Request": "true"})
     assert partial.status_code == 200
@@ -149,5 +151,7 @@ def test_a_host_template_names_a_record_by_type_and_id_or_by_record_ref(app):
             '{{ engage_timeline("customer", 1) }}|{{ engage_timeline(RecordRef("customer", 2)) }}'
         )
     first, second = html.split("|")
-    assert 'hx-get="/crm/engage/timeline/customer/1"' in first
-    assert 'hx-get="/crm/engage/timeline/customer/2"' in second
+    assert 'data-engage-timeline-url="/crm/engage/timeline/customer/1"' in first
+    assert 'data-engage-timeline-url="/crm/engage/timeline/customer/2"' in second
+    # Nobody is signed in here: the slot explains instead of showing the timeline.
+    assert "Sign in to use email engagement." in first

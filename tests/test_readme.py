@@ -35,7 +35,7 @@ def test_the_readme_example_is_a_working_host_app(tmp_path, database_url, redis_
         assert client.get("/contacts/1").status_code == 401
         client.post("/sign-in/1")
         page = client.get("/contacts/1").get_data(as_text=True)
-        assert 'hx-get="/crm/engage/timeline/contact/1"' in page
+        assert 'data-engage-timeline-url="/crm/engage/timeline/contact/1"' in page
         timeline = client.get("/crm/engage/timeline/contact/1", headers={"HX-Request": "true"})
         assert timeline.status_code == 200
         assert "No activities yet." in timeline.get_data(as_text=True)

@@ -136,10 +136,14 @@ def test_a_deleted_scheduled_email_never_goes(sched_app, smtp_sink, redis_client
     detail = client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
     assert "Change schedule" in detail and "Remove delay" in detail
     csrf = csrf_in(detail)
-    assert (
-        client.post(f"/crm/engage/emails/{email_id}/delete", data={"csrf_token": csrf}).status_code
-        == 302
-    )
+    url = f"/crm/engage/emails/{email_id}/delete"
+    # Delete asks first, and deletes nothing until confirmed.
+    asked = client.post(url, data={"csrf_token": csrf})
+    assert asked.status_code == 200 and "Delete the scheduled email?" in asked.get_data(True)
+    assert load(sched_app, email_id).status is EmailStatus.SCHEDULED
+    done = client.post(url, data={"csrf_token": csrf, "confirmed": "1"}, follow_redirects=True)
+    assert "Scheduled email deleted" in done.get_data(True)
+    assert "Draft deleted" not in done.get_data(True)
     assert run(sched_app, email_id, due) == "stale" and smtp_sink.messages == []
 
 

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from .. import cards
 from ..context import current_engage
 from ..i18n import gettext as _
+from ..ids import parse_id
 from ..local_time import sender_zone
 from ..models import Card, utcnow
 from ..records import EngageUser, RecordRef
@@ -107,9 +108,29 @@ def assistant() -> Any:
         response.headers["ETag"] = f'"{panel.version}"'
         response.headers["Cache-Control"] = "no-store"
         return response
+    undo = _undo_context(user, request.args.get("undo"))
     if is_htmx():
-        return _render_panel(user)
-    return _render("engage/assistant_page.html", user, form=None)
+        return _render_panel(user, **undo)
+    return _render("engage/assistant_page.html", user, **undo)
+
+
+def _undo_context(user: EngageUser, card_id: str | None) -> dict[str, Any]:
+    """The "Dismissed … Undo" note after a card was dismissed or snoozed (none otherwise)."""
+    card = current_engage.session.get(Card, parse_id(card_id or "")) if card_id else None
+    if card is None or card.owner_id != user.id:
+        return {"form": None}
+    if card.dismissed_at is None and (card.snoozed_until is None or card.snoozed_until <= utcnow()):
+        return {"form": None}
+    zone = sender_zone(user, request.values.get("browser_zone"))
+    until = card.snoozed_until.astimezone(ZoneInfo(zone)) if card.snoozed_until else None
+    return {"form": "_card_undo", "card": card, "until": until, "restored": False}
+
+
+def _after_card_action(user: EngageUser, card: Card) -> Any:
+    """The panel with a note saying what happened to ``card`` and offering Undo."""
+    if is_htmx():
+        return _render_panel(user, **_undo_context(user, str(card.id)))
+    return redirect(url_for("engage.assistant", undo=card.id))
 
 
 @blueprint.post("/assistant/read")
@@ -126,7 +147,17 @@ def card_dismiss(card_id: int) -> Any:
     """Dismiss a card: it leaves the panel for good."""
     user, card = _own_card_or_404(card_id)
     cards.dismiss(current_engage.session, card)
-    return _panel_response(user)
+    return _after_card_action(user, card)
+
+
+@blueprint.post("/assistant/cards/<engage_id:card_id>/restore")
+def card_restore(card_id: int) -> Any:
+    """Undo of Dismiss or Snooze: the card comes back to the panel."""
+    user, card = _own_card_or_404(card_id)
+    cards.restore(current_engage.session, card)
+    if is_htmx():
+        return _render_panel(user, form="_card_undo", card=card, until=None, restored=True)
+    return redirect(url_for("engage.assistant"))
 
 
 def _form_page(user: EngageUser, form: str, **context: Any) -> Any:
@@ -166,7 +197,7 @@ def card_snooze(card_id: int) -> Any:
         context["error"] = str(exc)
         return _failed_form(user, "_snooze_form", **context)
     cards.snooze(current_engage.session, card, until)
-    return _panel_response(user)
+    return _after_card_action(user, card)
 
 
 @blueprint.route("/assistant/cards/<engage_id:card_id>/phone-call", methods=["GET", "POST"])

@@ -2,7 +2,8 @@
 
 The route modules of :mod:`engage.web` register their views on :data:`blueprint`; this module
 holds what every view shares: the CSRF guard, the explained error pages, ``Vary: HX-Request``,
-and the globals (``engage_assets()``, ``engage_timeline()``, ``_e`` …) a host's templates use.
+and the globals (``engage_assets()``, ``_e`` …) a host's templates use; ``engage_timeline()``
+is registered by :mod:`engage.web.pages`, ``engage_assistant()`` by :mod:`engage.web.assistant`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, request, url_for
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
@@ -137,7 +138,6 @@ def _register_template_globals(state: Any) -> None:
     # App-wide globals, so host templates can place engage's partials on any page. ``_e`` is
     # engage's gettext (its own translation domain), kept apart from the host's ``_``.
     state.app.add_template_global(engage_assets, "engage_assets")
-    state.app.add_template_global(engage_timeline, "engage_timeline")
     state.app.add_template_global(RecordRef, "RecordRef")
     state.app.add_template_global(_, "_e")
     state.app.add_template_global(ngettext, "ngettext_e")
@@ -188,20 +188,3 @@ def engage_assets(nonce: str | None = None) -> Markup:
         "></script>",
     ]
     return Markup("\n".join(parts))
-
-
-def engage_timeline(ref: RecordRef | str, record_id: object = None) -> Markup:
-    """Markup that loads a record's timeline into a host page.
-
-    ``engage_timeline("contact", contact.id)`` or ``engage_timeline(RecordRef("contact", id))``.
-    With JavaScript, htmx fetches the partial when the page loads; without it, a link leads to
-    the same timeline as a page of its own.
-    """
-    if not isinstance(ref, RecordRef):
-        if record_id is None:
-            raise TypeError(
-                'engage_timeline takes a RecordRef, or a type and an id: ("contact", 7)'
-            )
-        ref = RecordRef(str(ref), str(record_id))
-    url = url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
-    return Markup(render_template("engage/_timeline_slot.html", url=url, ref=ref))

@@ -27,9 +27,10 @@ from werkzeug.exceptions import HTTPException
 from .. import emails, reminders
 from .. import template_library as library
 from ..attachments import AttachmentRefused, attach
-from ..content import Address, header_safe
+from ..content import Address, header_safe, html_to_text
 from ..context import current_engage
 from ..emails import DraftInput
+from ..follow import FollowState
 from ..i18n import format_when, ngettext
 from ..i18n import gettext as _
 from ..local_time import sender_zone
@@ -78,11 +79,57 @@ def _apply_template(draft: DraftInput, email: Email | None) -> Any:
     except (TemplateBroken, TemplateRefused) as exc:
         errors = {"template": _("This template cannot be used: %(why)s", why=str(exc))}
         return render_compose(draft, email=email, errors=errors, status=422)
+    undo = (draft.subject, draft.body, draft.body_format)
     draft.subject = applied.subject
     draft.body = applied.body
     draft.body_format = "html"
     draft.template_id = template.id
-    return render_compose(draft, email=email, applied=applied)
+    has_text = bool(undo[0].strip() or html_to_text(undo[1]).strip())
+    return render_compose(draft, email=email, applied=applied, undo=undo if has_text else None)
+
+
+def _state_label(state: FollowState) -> str:
+    """A follow state as the panel names it, for the message when one changed unseen."""
+    return {
+        FollowState.ON: _("On"),
+        FollowState.OFF: _("Off"),
+        FollowState.BLOCKED: _("Blocked"),
+        FollowState.DISABLED: _("Not available"),
+        FollowState.BULK: _("Not available"),
+    }[state]
+
+
+def _panel_notice(action: str | None, draft: DraftInput) -> str | None:
+    """What a panel control says it did, when its effect alone would be easy to miss."""
+    if action == "undo_template":
+        return _("Template removed: your subject and text are back.")
+    if action != "retry_follow":
+        return None
+    status = emails.follow_status_of(emails.draft_recipients(draft), wants_follow=True)
+    if status.state is FollowState.BLOCKED:
+        return ngettext(
+            "Nothing changed: %(num)d recipient still does not allow following.",
+            "Nothing changed: %(num)d recipients still do not allow following.",
+            len(status.blocked_by),
+        )
+    if status.followed:
+        return _("Every recipient allows following now: this email will be followed.")
+    return None
+
+
+def _follow_changed(draft: DraftInput) -> str | None:
+    """Why Send must stop: the follow state differs from the one the panel last showed."""
+    seen = request.form.get("follow_seen", "")
+    if not seen:
+        return None
+    status = emails.follow_status_of(emails.draft_recipients(draft), wants_follow=draft.follow)
+    if status.state.value == seen:
+        return None
+    return _(
+        "Follow is now “%(state)s”, not what the panel showed when you pressed Send. Nothing "
+        "was sent: check Follow below, then press Send again.",
+        state=_state_label(status.state),
+    )
 
 
 def _after_send(email: Email, *, queued: bool) -> Any:
@@ -186,13 +233,22 @@ def _act(user: EngageUser, email: Email | None, draft: DraftInput, errors: dict[
     if action in PANEL_ACTIONS:
         # Follow and Send later controls change the panel, not the stored draft: it is saved
         # with Save or Send.
-        return render_compose(draft, email=email, errors=errors, status=422 if errors else 200)
+        return render_compose(
+            draft,
+            email=email,
+            errors=errors,
+            status=422 if errors else 200,
+            notice=None if errors else _panel_notice(action, draft),
+        )
     sending = action == "send"
     if sending and draft.send_at is not None and draft.send_at <= utcnow():
         errors["send_at"] = _(
             "The time chosen in Send later has passed. Choose a new time or remove the delay."
         )
-    errors.update(emails.check(draft, sending=sending))
+    if sending and (changed := _follow_changed(draft)):
+        errors["follow"] = changed
+    for name, problem in emails.check(draft, sending=sending).items():
+        errors.setdefault(name, problem)  # a name looked up and not found says so itself
     errors.update(reminders.check_draft(draft, followed=followed(draft), sending=sending))
     # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
     upload = chosen_file()
@@ -244,14 +300,25 @@ def delete_email(email_id: int) -> Any:
     if email.owner_id != user.id or email.status not in (EmailStatus.DRAFT, EmailStatus.SCHEDULED):
         abort(404)
     regarding = email.regarding
+    scheduled = email.status is EmailStatus.SCHEDULED
+    if scheduled and request.form.get("confirmed") != "1":
+        # A scheduled email was meant to go: deleting it is asked once more, on a page of its
+        # own so that it works without JavaScript too.
+        return render_template("engage/delete_confirm.html", email=email)
+    subject = email.subject or _("(no subject)")
     emails.delete(current_engage.session, email)
+    message = (
+        _("Scheduled email deleted: “%(subject)s” will not be sent.", subject=subject)
+        if scheduled
+        else _("Draft deleted.")
+    )
     if is_htmx():
         response = make_response(
-            render_template("engage/_compose_done.html", email=None, message=_("Draft deleted."))
+            render_template("engage/_compose_done.html", email=None, message=message)
         )
         response.headers["HX-Trigger"] = TIMELINE_CHANGED
         return response
-    flash(_("Draft deleted."), "engage-success")
+    flash(message, "engage-success")
     return redirect(back_url(regarding))
 
 
@@ -267,6 +334,21 @@ def search_records() -> Any:
     query = typed.replace(";", ",").rsplit(",", 1)[-1].strip()
     records = list(current_engage.records.search(query, limit=8)) if len(query) >= 2 else []
     return render_template("engage/_record_options.html", records=records, field=field, query=query)
+
+
+@blueprint.post("/compose/follow")
+def follow_part() -> Any:
+    """The Follow block alone, redrawn as the recipients change (htmx, without a save)."""
+    user = sales_user()
+    draft, _errors = posted_form().draft(user)
+    return render_template(
+        "engage/_follow.html",
+        draft=draft,
+        follow=emails.follow_status_of(emails.draft_recipients(draft), wants_follow=draft.follow),
+        follow_disabled_reason=emails.follow_disabled_reason(),
+        errors={},
+        slot=slot_id(draft.regarding),
+    )
 
 
 @blueprint.post("/compose/send-later")

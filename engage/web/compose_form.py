@@ -32,6 +32,7 @@ from ..i18n import gettext as _
 from ..ids import parse_id
 from ..local_time import parse_carried, parse_local, read_future_time, sender_zone
 from ..models import Email, EmailTemplate, utcnow
+from ..recipients import look_up_names
 from ..records import EngageUser, RecordRef
 from ..send_later import send_later_state
 from .guards import sales_user
@@ -55,6 +56,7 @@ PANEL_ACTIONS = frozenset(
         "template_search",
         "set_reminder",
         "remove_reminder",
+        "undo_template",
     }
 )
 
@@ -106,6 +108,12 @@ class ComposeForm(Form):
     template_id = StringField(default="")
     #: The form's one-time key, so that a second Send of the same form makes no second email.
     submission = StringField(default="")
+    #: The follow state the panel last showed, so that Send never changes it unannounced.
+    follow_seen = StringField(default="")
+    #: The subject and text from before Apply template, for its Undo.
+    undo_subject = StringField(default="")
+    undo_body = StringField(default="")
+    undo_body_format = StringField(default="")
 
     def value(self, name: str) -> str:
         """A text field's value, ``""`` when it was not posted."""
@@ -126,15 +134,25 @@ class ComposeForm(Form):
                     if not found
                     else _("Several records match “%(text)s”: type more of the name.", text=search)
                 )
+        picked = self._picked()
+        fields: dict[str, str] = {}
+        for name in ("to", "cc", "bcc"):
+            # A typed name becomes the address of the one record it names (the no-JavaScript
+            # path of the typeahead); several or none are explained, the text kept as typed.
+            lookup = look_up_names(self.value(name))
+            fields[name] = lookup.text
+            picked.update(lookup.picked)
+            if lookup.problem:
+                errors[name] = lookup.problem
         draft = DraftInput(
-            to=self.value("to"),
-            cc=self.value("cc"),
-            bcc=self.value("bcc"),
+            to=fields["to"],
+            cc=fields["cc"],
+            bcc=fields["bcc"],
             subject=self.value("subject"),
             body=self.value("body"),
             body_format="text" if self.value("body_format") == "text" else "html",
             regarding=regarding,
-            picked=self._picked(),
+            picked=picked,
             follow=self.value("follow") != "0",
             submission_key=_one_time_key(self.value("submission")),
         )
@@ -143,6 +161,11 @@ class ComposeForm(Form):
             draft.follow = True
         elif action == "unfollow":
             draft.follow = False
+        elif action == "undo_template":
+            # Undo of Apply template: the subject and text from before it come back.
+            draft.subject = self.value("undo_subject")
+            draft.body = self.value("undo_body")
+            draft.body_format = "text" if self.value("undo_body_format") == "text" else "html"
         zone = sender_zone(user, self.value("browser_zone"))
         draft.send_at = self._send_at(action, zone, errors)
         draft.reminder = self._reminder(
@@ -154,7 +177,8 @@ class ComposeForm(Form):
             if template_id is not None
             else None
         )
-        if applied is not None:  # kept even if retired meanwhile: the message still used it
+        if applied is not None and action != "undo_template":
+            # Kept even if retired meanwhile: the message still used it.
             draft.template_id = applied.id
         if regarding is not None and current_engage.records.get(regarding) is None:
             errors["regarding"] = _("The regarding record no longer exists.")
@@ -307,8 +331,12 @@ def render_compose(
     status: int = 200,
     notice: str | None = None,
     applied: library.Applied | None = None,
+    undo: tuple[str, str, str] | None = None,
 ) -> Any:
-    """The compose panel (a partial for htmx, a page otherwise) showing ``draft``."""
+    """The compose panel (a partial for htmx, a page otherwise) showing ``draft``.
+
+    :param undo: the subject, text and text format from before Apply template, offered back.
+    """
     user = sales_user()
     zone = sender_zone(user, request.values.get("browser_zone"))
     if draft.submission_key is None:
@@ -336,6 +364,7 @@ def render_compose(
         "attachments": list(email.attachments) if email else [],
         "attachment_limit_mb": f"{limit_mb:g}",
         "attachment_limit_bytes": int(limit_mb * 1024 * 1024),
+        "undo": undo,
     }
     context.update(_template_window(draft, errors or {}, applied))
     context["reminder"] = reminders.compose_panel(draft, followed=followed(draft), zone=zone)

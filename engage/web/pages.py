@@ -17,21 +17,26 @@ from flask import (
     abort,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
     send_from_directory,
     url_for,
 )
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
 
 from .. import organisation, queueing
 from ..context import current_engage
 from ..i18n import gettext as _
-from ..records import RecordRef
-from ..timeline import Cursor, timeline_page
+from ..models import utcnow
+from ..records import EngageUser, RecordRef
+from ..timeline import Cursor, can_change, live_version, timeline_page
 from .blueprint import STATIC, blueprint, engage_root
+from .compose_form import TIMELINE_CHANGED
 from .forms import SettingsForm
-from .guards import admin_user, sales_user
+from .guards import Denied, admin_user, sales_user
 from .htmx import is_htmx
 
 
@@ -51,6 +56,44 @@ def home() -> Any:
     )
 
 
+def _timeline_context(record: Any, user: EngageUser, before: Cursor | None = None) -> dict:
+    """What the timeline templates need: the page, and the live poll while it can change."""
+    page = timeline_page(
+        current_engage.session,
+        user,
+        record.ref,
+        before=before,
+        size=current_app.config["ENGAGE_TIMELINE_PAGE_SIZE"],
+    )
+    context: dict[str, Any] = {"record": record, "page": page, "user": user}
+    context.update(_live_poll(record, page.activities))
+    return context
+
+
+def _live_poll(record: Any, activities: list[Any]) -> dict[str, Any]:
+    """The poller of a timeline's first page (``live_url`` is ``None`` when nothing can change)."""
+    config = current_app.config
+    live = [
+        a
+        for a in activities
+        if can_change(a, now=utcnow(), live_days=float(config["ENGAGE_TIMELINE_LIVE_DAYS"]))
+    ]
+    if not live:
+        return {"live_url": None, "live_ids": []}
+    url = url_for(
+        "engage.timeline_live",
+        record_type=record.ref.type,
+        record_id=record.ref.id,
+        v=live_version(activities),
+        ids=",".join(str(a.id) for a in activities),
+    )
+    return {
+        "live_url": url,
+        "live_ids": [a.id for a in activities],
+        "live_poll": config["ENGAGE_TIMELINE_POLL_SECONDS"],
+    }
+
+
 @blueprint.get("/timeline/<record_type>/<record_id>")
 def timeline(record_type: str, record_id: str) -> Any:
     """A record's timeline: the partial for htmx, a page of its own otherwise."""
@@ -62,14 +105,7 @@ def timeline(record_type: str, record_id: str) -> Any:
             before = Cursor.parse(cursor)
         except ValueError:
             abort(400, description=_("That page of the timeline does not exist."))
-    page = timeline_page(
-        current_engage.session,
-        user,
-        record.ref,
-        before=before,
-        size=current_app.config["ENGAGE_TIMELINE_PAGE_SIZE"],
-    )
-    context = {"record": record, "page": page, "user": user}
+    context = _timeline_context(record, user, before)
     if is_htmx():
         if before:
             template = "engage/_timeline_items.html"
@@ -79,6 +115,66 @@ def timeline(record_type: str, record_id: str) -> Any:
             template = "engage/_timeline.html"
         return render_template(template, **context)
     return render_template("engage/timeline_page.html", **context)
+
+
+@blueprint.get("/timeline/<record_type>/<record_id>/live")
+def timeline_live(record_type: str, record_id: str) -> Any:
+    """What changed on a timeline's first page since the poller's version (htmx polls it).
+
+    ``204 No Content`` when nothing did; the changed entries (the poller swaps them in by id)
+    and a new poller when some did; an ``engage-timeline-changed`` event, which redraws the
+    list, when an entry came or went. Short polls rather than server-sent events, for the
+    reasons given in :func:`engage.web.assistant.assistant`.
+    """
+    user = sales_user()
+    record = _record_or_404(record_type, record_id)
+    context = _timeline_context(record, user)
+    activities = context["page"].activities
+    shown = request.args.get("ids", "")
+    if shown != ",".join(str(a.id) for a in activities):
+        response = make_response("")
+        response.headers["HX-Trigger"] = TIMELINE_CHANGED
+    elif request.args.get("v") == live_version(activities):
+        response = make_response("", 204)
+    else:
+        response = make_response(render_template("engage/_timeline_live.html", **context))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def engage_timeline(ref: RecordRef | str, record_id: object = None) -> Markup:
+    """A record's timeline, drawn into a host page (with or without JavaScript).
+
+    ``engage_timeline("contact", contact.id)`` or ``engage_timeline(RecordRef("contact", id))``.
+    The timeline is rendered on the server with the page, so it shows without JavaScript too;
+    with it, htmx keeps it current. A user who may not see it gets the explanation instead.
+    """
+    if not isinstance(ref, RecordRef):
+        if record_id is None:
+            raise TypeError(
+                'engage_timeline takes a RecordRef, or a type and an id: ("contact", 7)'
+            )
+        ref = RecordRef(str(ref), str(record_id))
+    url = url_for("engage.timeline", record_type=ref.type, record_id=ref.id)
+    try:
+        user = sales_user()
+        record = current_engage.records.get(ref)
+        if record is None:
+            abort(404)
+        inner = render_template("engage/_timeline.html", **_timeline_context(record, user))
+    except HTTPException as refusal:
+        title = refusal.title if isinstance(refusal, Denied) else _("Not found")
+        inner = render_template(
+            "engage/_denied.html", title=title, reason=refusal.description, status=refusal.code
+        )
+    return Markup(
+        render_template("engage/_timeline_slot.html", url=url, ref=ref, inner=Markup(inner))
+    )
+
+
+@blueprint.record_once
+def _register_timeline_global(state: Any) -> None:
+    state.app.add_template_global(engage_timeline, "engage_timeline")
 
 
 @blueprint.route("/settings", methods=["GET", "POST"])

@@ -313,6 +313,7 @@
     if (event.key === "Escape") {
       if (choices.length) {
         event.stopPropagation();
+        event.preventDefault(); // only the list closes, not the panel around it
       }
       closeList(input);
       return;
@@ -549,5 +550,179 @@
       target.setRangeText(snippet, start, end, "end");
     }
     target.focus();
+  });
+})();
+
+/*
+ * The compose panel keeps up (issue 15): the Follow block and the Send later
+ * recommendation redraw as the recipients change, Apply template asks before
+ * it replaces text, the keyboard gets into the panel and out of it again.
+ */
+(function () {
+  "use strict";
+
+  /* ---- Recipients changed ------------------------------------------------
+   * The Follow and Send later fieldsets listen for engage-recipients-changed
+   * on their form (hx-trigger) and post it to redraw themselves, without a
+   * save. It is raised when an address field changes, shortly after typing
+   * stops, and when a record is picked from the typeahead.
+   */
+  var timers = new WeakMap();
+
+  function recipientsChanged(form) {
+    if (form) {
+      form.dispatchEvent(new CustomEvent("engage-recipients-changed"));
+    }
+  }
+
+  function isAddressField(element) {
+    return element && element.matches && element.matches('[data-engage-typeahead="address"]');
+  }
+
+  document.addEventListener("change", function (event) {
+    if (isAddressField(event.target)) {
+      clearTimeout(timers.get(event.target));
+      recipientsChanged(event.target.form);
+    }
+  });
+
+  document.addEventListener("input", function (event) {
+    var field = event.target;
+    if (!isAddressField(field)) {
+      return;
+    }
+    clearTimeout(timers.get(field));
+    timers.set(
+      field,
+      setTimeout(function () {
+        recipientsChanged(field.form);
+      }, 700)
+    );
+  });
+
+  // A record picked from the typeahead: engage.js's choose() writes the field and adds a
+  // hidden "picked" input, then gives the focus back to the field.
+  document.addEventListener("click", function (event) {
+    var option = event.target.closest && event.target.closest(".engage-options [role='option']");
+    if (option) {
+      var input = document.querySelector('[aria-controls="' + option.parentElement.id + '"]');
+      if (isAddressField(input)) {
+        setTimeout(function () {
+          recipientsChanged(input.form);
+        }, 0);
+      }
+    }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && isAddressField(event.target) && event.defaultPrevented) {
+      var form = event.target.form;
+      setTimeout(function () {
+        recipientsChanged(form);
+      }, 0);
+    }
+  });
+
+  /* ---- Ask before replacing text -----------------------------------------
+   * A submit button with data-engage-confirm-if-text="question" asks that
+   * question first, but only when the form's subject or text holds
+   * something at the moment it is pressed.
+   */
+  function formHasText(form) {
+    var subject = form.querySelector('input[name="subject"]');
+    if (subject && subject.value.trim()) {
+      return true;
+    }
+    var editor = form.querySelector("trix-editor");
+    if (editor && editor.editor) {
+      return editor.editor.getDocument().toString().trim() !== "";
+    }
+    var body = form.querySelector('textarea[name="body"]');
+    return !!(body && body.value.trim());
+  }
+
+  document.addEventListener("htmx:confirm", function (event) {
+    var trigger = event.detail.triggeringEvent;
+    var button = trigger && trigger.submitter;
+    if (!button || !button.hasAttribute("data-engage-confirm-if-text")) {
+      return;
+    }
+    var form = event.detail.elt;
+    if (!form || form.tagName !== "FORM" || !formHasText(form)) {
+      return;
+    }
+    event.preventDefault();
+    if (window.confirm(button.getAttribute("data-engage-confirm-if-text"))) {
+      event.detail.issueRequest(true);
+    }
+  });
+
+  /* ---- Keyboard: into the panel, and out with Escape ----------------------
+   * + → Email puts the focus in the new panel's To field; Escape closes the
+   * panel (asking first when something was typed since it was drawn) and
+   * the focus goes back to the + button of its timeline.
+   */
+  function plusButtonFor(slot) {
+    var timeline = slot && slot.closest(".engage-timeline");
+    return timeline && timeline.querySelector("summary.engage-add");
+  }
+
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var config = event.detail.requestConfig;
+    var trigger = config && config.elt;
+    if (!trigger || !trigger.matches) {
+      return;
+    }
+    var selector = trigger.getAttribute("hx-target");
+    var slot = selector ? document.querySelector(selector) : null;
+    if (!slot) {
+      return;
+    }
+    if (trigger.matches(".engage-menu__item")) {
+      var first = slot.querySelector('input[name="to"]') || slot.querySelector("input:not([type=hidden]), textarea");
+      if (first) {
+        first.focus();
+      }
+    } else if (trigger.matches("[data-engage-close]")) {
+      var plus = plusButtonFor(slot);
+      if (plus) {
+        plus.focus();
+      }
+    }
+  });
+
+  document.addEventListener("input", function (event) {
+    var panel = event.target.closest && event.target.closest(".engage-compose");
+    if (panel) {
+      panel.setAttribute("data-engage-dirty", "1");
+    }
+  });
+  document.addEventListener("trix-change", function (event) {
+    var panel = event.target.closest && event.target.closest(".engage-compose");
+    if (panel && event.target.matches(":focus")) {
+      panel.setAttribute("data-engage-dirty", "1");
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || event.defaultPrevented) {
+      return;
+    }
+    var target = event.target;
+    var panel = target.closest && target.closest(".engage-compose");
+    if (!panel || target.closest(".trix-dialog")) {
+      return;
+    }
+    if (target.getAttribute("aria-expanded") === "true") {
+      return; // the typeahead's list closes first
+    }
+    var close = panel.querySelector("[data-engage-close]");
+    if (!close) {
+      return;
+    }
+    if (panel.hasAttribute("data-engage-dirty") && !window.confirm(panel.getAttribute("data-engage-close-question"))) {
+      return;
+    }
+    event.preventDefault();
+    close.click();
   });
 })();
