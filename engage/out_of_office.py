@@ -103,7 +103,7 @@ class _Found:
 
 def _own_text(text: str) -> str:
     """The auto-reply's own words: quoted lines and the quoted original left out."""
-    kept = []
+    kept: list[str] = []
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith(">"):

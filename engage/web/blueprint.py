@@ -8,6 +8,7 @@ and the globals (``engage_assets()``, ``engage_timeline()``, ``_e`` …) a host'
 from __future__ import annotations
 
 from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
@@ -143,6 +144,8 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(ngettext, "ngettext_e")
     state.app.add_template_global(locale_tag, "engage_locale")
     state.app.add_template_global(format_when, "engage_when")
+    # A time kept as ISO text in a timeline entry (an absence's return, S42), as a datetime.
+    state.app.add_template_global(datetime.fromisoformat, "engage_parse_time")
     state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
     state.app.add_template_global(csp_nonce, "engage_csp_nonce")
     # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
