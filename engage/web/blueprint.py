@@ -7,8 +7,8 @@ and the globals (``engage_assets()``, ``engage_timeline()``, ``_e`` …) a host'
 
 from __future__ import annotations
 
-from pathlib import Path
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request, url_for
