@@ -488,7 +488,9 @@ def recommend_for_group(
     the organisation's working days; failing that, the earliest moment inside the most
     recipients' working days. Within the chosen stretch of time, the moment that is the usual
     open hour (S24) of the most recipients is preferred, if any has one. Recipients without a
-    zone are listed as unknown and block nobody.
+    zone are listed as unknown and block nobody. A recipient away on an out-of-office reply
+    (S42) has no working time before their return; when all are away, the working days are
+    counted from the first return.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must carry a time zone")
@@ -496,10 +498,12 @@ def recommend_for_group(
     known = [r for r in recipients if _zone_or_none(r.zone) is not None]
     if not known:
         return _group_result(None, GroupReason.NO_ZONE_KNOWN, recipients, sender_zone, hours, 0)
-    end = _horizon(now, hours, working_days)
+    # While every one of them is away (S42), the search starts when the first is back.
+    start = max(now, min(r.absent_until or now for r in known))
+    end = _horizon(start, hours, working_days)
     changes: list[tuple[datetime, int]] = []
     for recipient in known:
-        for opens, closes in working_intervals(recipient, start=now, end=end, hours=hours):
+        for opens, closes in working_intervals(recipient, start=start, end=end, hours=hours):
             changes += [(opens, 1), (closes, -1)]
     # Ends before starts at the same instant: the intervals are half-open.
     changes.sort(key=lambda change: (change[0], change[1]))

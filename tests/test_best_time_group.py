@@ -131,3 +131,12 @@ def test_the_usual_open_hour_of_most_recipients_is_preferred_within_the_shared_t
 def test_a_naive_now_is_refused():
     with pytest.raises(ValueError):
         recommend_for_group([BERLIN], now=datetime(2026, 3, 2), sender_zone="UTC")
+
+
+def test_a_lone_recipient_away_for_weeks_gets_the_first_working_time_after_their_return():
+    away = Recipient(
+        "jonas@example.de", "Jonas", "Europe/Berlin", "DE", absent_until=utc(2026, 3, 23, 7, 0)
+    )
+    result = best([away], utc(2026, 3, 2, 6, 0))
+    assert result.reason is GroupReason.EVERY_RECIPIENT
+    assert result.at == utc(2026, 3, 23, 7, 0)
