@@ -340,3 +340,251 @@ def _explain(
         "sender_weekday": weekdays[sender_local.weekday()],
         "sender_time": f"{sender_local:%H:%M}",
     }
+
+
+# -- several recipients (SPEC S40) -----------------------------------------------------------
+
+#: How many of the organisation's working days ahead a time inside every recipient's working
+#: day is looked for, before the time inside the most recipients' is taken instead.
+GROUP_SEARCH_WORKING_DAYS = 5
+
+
+class GroupReason(StrEnum):
+    """How a time for several recipients was chosen."""
+
+    EVERY_RECIPIENT = "every_recipient"
+    MOST_RECIPIENTS = "most_recipients"
+    NO_ZONE_KNOWN = "no_zone_known"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One recipient as the search for a common time sees them (plain values).
+
+    :param zone: their IANA zone; ``None`` when unknown (no address, or not geocoded): they
+        are listed as unknown and do not count.
+    :param country: ISO 3166-1 alpha-2, for public holidays.
+    :param open_hours: their past human opens as local hours (S24).
+    :param absent_until: when an out-of-office reply says they are back (S42): no time before
+        it is inside their working day.
+    """
+
+    address: str
+    name: str = ""
+    zone: str | None = None
+    country: str | None = None
+    open_hours: Sequence[int] = ()
+    absent_until: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        """The name, else the address."""
+        return self.name or self.address
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientAt:
+    """A recipient at the proposed moment: their local time, and whether they are working."""
+
+    recipient: Recipient
+    local: datetime | None
+    working: bool | None
+    #: Their local zone's city, for the dialog (``None`` when unknown).
+    city: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecommendation:
+    """The time proposed for several recipients, and how it falls for each of them.
+
+    ``at`` is in UTC, ``None`` when no recipient's zone is known. ``covered`` recipients of the
+    ``known`` ones are inside their working day then; ``recipients`` lists everyone in the
+    order given, the unknown ones with ``local`` and ``working`` set to ``None``.
+    """
+
+    at: datetime | None
+    reason: GroupReason
+    covered: int
+    known: int
+    recipients: tuple[RecipientAt, ...]
+    sender_local: datetime | None
+
+    @property
+    def recommended(self) -> bool:
+        """Whether there is a time to pre-fill the dialog with."""
+        return self.at is not None
+
+    @property
+    def unknown(self) -> tuple[Recipient, ...]:
+        """The recipients whose zone is not known, who did not count."""
+        return tuple(r.recipient for r in self.recipients if r.local is None)
+
+
+def working_intervals(
+    recipient: Recipient, *, start: datetime, end: datetime, hours: WorkingHours
+) -> list[tuple[datetime, datetime]]:
+    """A recipient's working time between ``start`` and ``end`` (UTC), as UTC intervals.
+
+    Each working day (their weekdays, not a public holiday of their country) gives one
+    interval from the working day's start to its end in their zone, computed per day so that
+    daylight-saving changes move it; nothing before ``absent_until`` counts.
+    """
+    tz = _zone_or_none(recipient.zone)
+    if tz is None:
+        return []
+    begin = max(start, recipient.absent_until or start)
+    day = begin.astimezone(tz).date() - timedelta(days=1)
+    last = end.astimezone(tz).date()
+    intervals = []
+    while day <= last:
+        if is_working_day(day, country=recipient.country, hours=hours):
+            opens = datetime.combine(day, hours.start, tzinfo=tz).astimezone(UTC)
+            closes = datetime.combine(day, hours.end, tzinfo=tz).astimezone(UTC)
+            opens, closes = max(opens, begin), min(closes, end)
+            if opens < closes:
+                intervals.append((opens, closes))
+        day += timedelta(days=1)
+    return intervals
+
+
+def _horizon(now: datetime, hours: WorkingHours, working_days: int) -> datetime:
+    # The end of the organisation's n-th working weekday from today, plus a day for the zones
+    # furthest west: the window in which everyone's shared time is looked for.
+    day, counted = now.astimezone(UTC).date(), 0
+    while True:
+        if day.weekday() in hours.weekdays:
+            counted += 1
+            if counted >= working_days:
+                break
+        day += timedelta(days=1)
+    return datetime.combine(day + timedelta(days=2), time(0), tzinfo=UTC)
+
+
+def is_working_at(recipient: Recipient, moment: datetime, hours: WorkingHours) -> bool | None:
+    """Whether ``moment`` falls inside the recipient's working day; ``None`` without a zone."""
+    tz = _zone_or_none(recipient.zone)
+    if tz is None:
+        return None
+    if recipient.absent_until is not None and moment < recipient.absent_until:
+        return False
+    local = moment.astimezone(tz)
+    return hours.contains(local.time()) and is_working_day(
+        local.date(), country=recipient.country, hours=hours
+    )
+
+
+def recommend_for_group(
+    recipients: Sequence[Recipient],
+    *,
+    now: datetime,
+    sender_zone: str,
+    hours: WorkingHours = DEFAULT_WORKING_HOURS,
+    min_opens: int = 5,
+    working_days: int = GROUP_SEARCH_WORKING_DAYS,
+) -> GroupRecommendation:
+    """One best time for several recipients (S40), across their zones, hours and holidays.
+
+    The earliest moment inside every known recipient's working day within ``working_days`` of
+    the organisation's working days; failing that, the earliest moment inside the most
+    recipients' working days. Within the chosen stretch of time, the moment that is the usual
+    open hour (S24) of the most recipients is preferred, if any has one. Recipients without a
+    zone are listed as unknown and block nobody. A recipient away on an out-of-office reply
+    (S42) has no working time before their return; when all are away, the working days are
+    counted from the first return.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must carry a time zone")
+    now = now.astimezone(UTC)
+    known = [r for r in recipients if _zone_or_none(r.zone) is not None]
+    if not known:
+        return _group_result(None, GroupReason.NO_ZONE_KNOWN, recipients, sender_zone, hours, 0)
+    # While every one of them is away (S42), the search starts when the first is back.
+    start = max(now, min(r.absent_until or now for r in known))
+    end = _horizon(start, hours, working_days)
+    changes: list[tuple[datetime, int]] = []
+    for recipient in known:
+        for opens, closes in working_intervals(recipient, start=start, end=end, hours=hours):
+            changes += [(opens, 1), (closes, -1)]
+    # Ends before starts at the same instant: the intervals are half-open.
+    changes.sort(key=lambda change: (change[0], change[1]))
+    best: tuple[int, datetime, datetime] | None = None  # (count, from, to)
+    count = 0
+    for index, (moment, delta) in enumerate(changes):
+        count += delta
+        following = changes[index + 1][0] if index + 1 < len(changes) else None
+        if following is None or following == moment or count == 0:
+            continue
+        if best is None or count > best[0]:
+            best = (count, moment, following)
+            if count == len(known):
+                break
+    if best is None:
+        return _group_result(None, GroupReason.MOST_RECIPIENTS, recipients, sender_zone, hours, 0)
+    covered, stretch_from, stretch_to = best
+    at = _usual_moment(known, stretch_from, stretch_to, hours=hours, min_opens=min_opens)
+    reason = GroupReason.EVERY_RECIPIENT if covered == len(known) else GroupReason.MOST_RECIPIENTS
+    return _group_result(at, reason, recipients, sender_zone, hours, covered)
+
+
+def _usual_moment(
+    known: Sequence[Recipient],
+    stretch_from: datetime,
+    stretch_to: datetime,
+    *,
+    hours: WorkingHours,
+    min_opens: int,
+) -> datetime:
+    # Every whole hour inside the stretch that is someone's usual open hour is a candidate;
+    # the one most recipients usually open mail at wins, the earliest on a tie.
+    best_at, best_votes = stretch_from, 0
+    usual = {}
+    for recipient in known:
+        hour = usual_open_hour(recipient.open_hours, min_opens=min_opens)
+        if hour is not None and hours.contains(time(hour)):
+            usual[recipient.address] = (ZoneInfo(recipient.zone or "UTC"), hour)
+    if not usual:
+        return stretch_from
+    candidate = stretch_from.replace(minute=0, second=0, microsecond=0)
+    if candidate < stretch_from:
+        candidate += timedelta(hours=1)
+    # Whole UTC hours are whole local hours in every zone with a whole-hour offset; a zone
+    # offset by a half hour simply gets no vote from this grid.
+    while candidate < stretch_to:
+        votes = sum(1 for tz, hour in usual.values() if candidate.astimezone(tz).hour == hour)
+        if votes > best_votes:
+            best_at, best_votes = candidate, votes
+        candidate += timedelta(hours=1)
+    return best_at
+
+
+def _group_result(
+    at: datetime | None,
+    reason: GroupReason,
+    recipients: Sequence[Recipient],
+    sender_zone: str,
+    hours: WorkingHours,
+    covered: int,
+) -> GroupRecommendation:
+    rows = []
+    for recipient in recipients:
+        tz = _zone_or_none(recipient.zone)
+        if tz is None or at is None:
+            rows.append(RecipientAt(recipient, None, None))
+            continue
+        rows.append(
+            RecipientAt(
+                recipient,
+                at.astimezone(tz),
+                is_working_at(recipient, at, hours),
+                city_of(recipient.zone or ""),
+            )
+        )
+    known = sum(1 for r in recipients if _zone_or_none(r.zone) is not None)
+    return GroupRecommendation(
+        at=at,
+        reason=reason,
+        covered=covered,
+        known=known,
+        recipients=tuple(rows),
+        sender_local=at.astimezone(ZoneInfo(sender_zone)) if at is not None else None,
+    )

@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_ATTACHMENT_DIR": None,
     # Whether email engagement starts enabled for the organisation (the admin can change it).
     "ENGAGE_ENGAGEMENT_ENABLED": True,
+    # Followed emails carry "Don't track my opens and clicks" with a link of each recipient's
+    # own (SPEC S43); the starting point of the admin's setting, off unless turned on.
+    "ENGAGE_OPT_OUT_LINE": False,
     # An open this many seconds after delivery or sooner is a machine prefetch (SPEC S14).
     "ENGAGE_MACHINE_OPEN_SECONDS": 5,
     # Tracking hits wait this many milliseconds in an in-process buffer before one round trip

@@ -64,6 +64,7 @@ from .models import (
     PartyRole,
     utcnow,
 )
+from .opt_out import with_opt_out_line
 from .recipients import recipient_preference
 from .records import FollowPreference
 from .timeline import move_email_activities
@@ -179,6 +180,8 @@ def _set_body(
             links = [(a, attachment_url(recipient.token, a.id)) for a in linked]
             body_html += _links_html(links)
             body_text = f"{body_text}\n\n{_links_text(links)}"
+        # The recipient's own choice (S43), after the rewriting: its link is never tracked.
+        body_html, body_text = with_opt_out_line(email, recipient, body_html, body_text)
     message.set_content(body_text or " ")
     if body_html:
         message.add_alternative(_html_document(body_html), subtype="html")

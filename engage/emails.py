@@ -79,6 +79,10 @@ class ReminderInput:
     title: str
     condition: str
     remind_at: datetime
+    #: Whose events count: one recipient's address, or ``None`` for anyone (SPEC S41).
+    recipient: str | None = None
+    #: For *If the attachment is not opened by*: the followed file, or ``None`` for any.
+    attachment_id: int | None = None
 
 
 def reminder_input_of(email: Email) -> ReminderInput | None:
@@ -86,7 +90,7 @@ def reminder_input_of(email: Email) -> ReminderInput | None:
     row = current_engage.session.scalar(sa.select(Reminder).where(Reminder.email_id == email.id))
     if row is None:
         return None
-    return ReminderInput(row.title, row.condition, row.remind_at)
+    return ReminderInput(row.title, row.condition, row.remind_at, row.recipient, row.attachment_id)
 
 
 @dataclass
@@ -251,7 +255,13 @@ def _keep_reminder(session: Session, email: Email, reminder: ReminderInput | Non
     if row is None:
         row = Reminder(email_id=email.id, owner_id=email.owner_id)
         session.add(row)
-    row.reset(reminder.title, reminder.condition, reminder.remind_at)
+    row.reset(
+        reminder.title,
+        reminder.condition,
+        reminder.remind_at,
+        recipient=reminder.recipient,
+        attachment_id=reminder.attachment_id,
+    )
 
 
 def submit(

@@ -112,6 +112,8 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
     )
     rows = []
     human_opens: list[tuple[Party, datetime]] = []
+    #: Emails with a human click or file open: their link and file reminders may be met (S41).
+    acted_on: set[int] = set()
     for hit in sorted(hits, key=lambda h: h.occurred_at):
         party = hit.party
         window = hit.occurred_at - timedelta(minutes=1)
@@ -160,6 +162,8 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
             _count_human(party, hit)
             if hit.kind is EventKind.OPEN:
                 human_opens.append((party, hit.occurred_at))
+            else:
+                acted_on.add(party.email_id)
     # A Core insert of the whole batch: the ORM would add bookkeeping per row for nothing.
     session.execute(cast(sa.Table, TrackingEvent.__table__).insert(), rows)
     if human_opens:
@@ -169,6 +173,9 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
         opened = {party.email_id for party, _when in human_opens}
         template_performance.count_opens(session, opened)
         resolve_met(session, opened)  # a "not opened by" reminder is settled now (S28)
+    if acted_on:
+        session.flush()
+        resolve_met(session, acted_on)  # "no link clicked" and "file not opened" (S41)
     return len(rows)
 
 
@@ -397,6 +404,8 @@ def _store_batch(events: list[dict[str, Any]]) -> int:
         party = parties.get(event["token"])
         if party is None or key in seen:
             continue  # a token of a deleted email, or an event already stored before a crash
+        if party.opted_out_at is not None and event["at"] >= party.opted_out_at.timestamp():
+            continue  # the recipient stopped the tracking of their copy (S43): record nothing
         if event["kind"] == EventKind.ATTACHMENT_OPEN.value and (
             files.get(event.get("attachment_id", 0)) != party.email_id
         ):

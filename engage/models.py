@@ -11,7 +11,7 @@ Times are stored as UTC and always come back timezone-aware (:class:`UTCDateTime
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -106,6 +106,10 @@ class ActivityKind(StrEnum):
     EMAIL = "email"
     REPLY = "reply"
     PHONE_CALL = "phone_call"
+    #: A recipient's out-of-office absence, read from an auto-reply (SPEC S42).
+    ABSENCE = "absence"
+    #: A recipient stopped the tracking of engage's emails with the link in one (SPEC S43).
+    OPT_OUT = "opt_out"
 
 
 class EventKind(StrEnum):
@@ -267,6 +271,9 @@ class Party(Base):
     first_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When this recipient used the link in their copy to stop its tracking (SPEC S43): from
+    #: then on, nothing their copy's pixel, links or files fetch is recorded.
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     email: Mapped[Email] = relationship(back_populates="parties")
 
@@ -595,14 +602,30 @@ class Reminder(Base):
     #: When the reminder fired or resolved itself.
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The one recipient (address) whose events count, or ``None`` for anyone (SPEC S41).
+    recipient: Mapped[str | None] = mapped_column(sa.String(320))
+    #: For *If the attachment is not opened by*: the followed file watched, or ``None`` for any.
+    attachment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_attachment.id", ondelete="SET NULL")
+    )
 
     email: Mapped[Email] = relationship()
 
-    def reset(self, title: str, condition: str, remind_at: datetime) -> None:
+    def reset(
+        self,
+        title: str,
+        condition: str,
+        remind_at: datetime,
+        *,
+        recipient: str | None = None,
+        attachment_id: int | None = None,
+    ) -> None:
         """Set what the reminder says and when it is due; it is pending again."""
         self.title = title.strip()
         self.condition = condition
         self.remind_at = remind_at
+        self.recipient = recipient
+        self.attachment_id = attachment_id
         self.state = REMINDER_PENDING
         self.resolved_reason = None
         self.met_at = None
@@ -668,3 +691,58 @@ class Card(Base):
             for party in self.email.parties_in(PartyRole.FROM):
                 return party.name or party.address
         return _("user %(id)s", id=self.owner_id)
+
+
+class Absence(Base):
+    """A recipient's absence, as an out-of-office auto-reply stated it (SPEC S42).
+
+    Kept by address (lower case), since that is what an auto-reply comes from; ``record_type``
+    and ``record_id`` name the CRM record the address belonged to on the email, if any.
+    ``until`` is the moment they are back: the start of the working day on ``return_date``
+    in their zone (UTC midnight of that date when their zone is unknown).
+    """
+
+    __tablename__ = "engage_absence"
+    __table_args__ = (sa.Index("ix_engage_absence_address", "address", "until"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(sa.String(320))
+    record_type: Mapped[str | None] = mapped_column(sa.String(50))
+    record_id: Mapped[str | None] = mapped_column(sa.String(100))
+    #: When the auto-reply saying so came (the absence is known from then).
+    noted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    return_date: Mapped[date] = mapped_column(sa.Date)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The auto-reply it was read from.
+    event_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_event.id", ondelete="SET NULL"), unique=True
+    )
+
+    @property
+    def record(self) -> RecordRef | None:
+        """The CRM record of the absent recipient, if known."""
+        if self.record_type and self.record_id:
+            return RecordRef(self.record_type, self.record_id)
+        return None
+
+
+class TrackingOptOut(Base):
+    """A recipient's own *don't track my opens and clicks* (SPEC S43), kept by engage.
+
+    One row per address (lower case). ``in_adapter`` says whether the host's record adapter
+    took the preference too (``set_follow_preference``): then the host's record is the truth
+    and this row is only the history; otherwise this row is what engage honours (S9).
+    """
+
+    __tablename__ = "engage_tracking_opt_out"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    record_type: Mapped[str | None] = mapped_column(sa.String(50))
+    record_id: Mapped[str | None] = mapped_column(sa.String(100))
+    in_adapter: Mapped[bool] = mapped_column(default=False)
+    #: The copy whose link was used.
+    party_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_party.id", ondelete="SET NULL")
+    )
+    opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

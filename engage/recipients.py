@@ -13,6 +13,7 @@ from .content import Address, format_address, split_entries
 from .context import current_engage
 from .follow import RecipientPreference
 from .i18n import gettext as _
+from .opt_out import is_opted_out
 from .records import FollowPreference, Record, RecordRef
 
 
@@ -29,6 +30,17 @@ def recipient_preference(address: str, claimed: RecordRef | None = None) -> Reci
     picked = claimed_record(address, claimed)
     if picked is not None and picked.ref not in {r.ref for r in records}:
         records.insert(0, picked)
+    if is_opted_out(current_engage.session, address):
+        # The recipient stopped tracking with the link in an email (S43), and the host's
+        # adapter could not store it: engage honours it itself.
+        shown = records[0] if records else None
+        return RecipientPreference(
+            address,
+            FollowPreference.DO_NOT_ALLOW,
+            name=shown.name if shown else "",
+            record_url=shown.url if shown else None,
+            record_label=shown.label if shown else "",
+        )
     if not records:
         return RecipientPreference(address)
     strictest = next(

@@ -150,6 +150,21 @@ class RecordAdapter(Protocol):
         ...
 
 
+@runtime_checkable
+class FollowPreferenceWriter(Protocol):
+    """The optional adapter method through which a recipient's own opt-out reaches the host's
+    record (SPEC S43). A :class:`RecordAdapter` that also has it is asked to store the
+    preference; one without it leaves engage to keep and honour the opt-out itself.
+    """
+
+    def set_follow_preference(self, ref: RecordRef, preference: FollowPreference) -> bool:
+        """Store ``preference`` as the record's *follow email* setting and commit it.
+
+        Return ``True`` once it is stored, ``False`` when the record is gone or cannot take it.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngageUser:
     """The signed-in host user, as engage sees them.

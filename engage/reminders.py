@@ -17,8 +17,8 @@ Conditions are judged on **human** events only: the recipients' running totals
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from . import queueing
+from .absences import absences_of
 from .cards import create_card
 from .content import parse_addresses
 from .context import current_engage
@@ -37,10 +38,13 @@ from .models import (
     REMINDER_FIRED,
     REMINDER_PENDING,
     REMINDER_RESOLVED,
+    Card,
     Email,
     EmailStatus,
+    EventKind,
     Party,
     Reminder,
+    TrackingEvent,
     affected_rows,
     utcnow,
 )
@@ -48,11 +52,15 @@ from .records import EngageUser
 
 NO_REPLY = "no_reply"
 NOT_OPENED = "not_opened"
+#: *If no link is clicked by* (SPEC S41).
+NO_CLICK = "no_click"
+#: *If the attachment is not opened by*: one followed file, or any (SPEC S41).
+FILE_NOT_OPENED = "file_not_opened"
 ANYWAY = "anyway"
 #: The conditions, in the order the dialog offers them.
-CONDITIONS = (NO_REPLY, NOT_OPENED, ANYWAY)
-#: Conditions that need a followed email: only then are opens (and replies) watched.
-FOLLOWED_ONLY = frozenset({NO_REPLY, NOT_OPENED})
+CONDITIONS = (NO_REPLY, NOT_OPENED, NO_CLICK, FILE_NOT_OPENED, ANYWAY)
+#: Conditions that need a followed email: only then are opens, clicks, files and replies watched.
+FOLLOWED_ONLY = frozenset({NO_REPLY, NOT_OPENED, NO_CLICK, FILE_NOT_OPENED})
 
 PENDING = REMINDER_PENDING
 FIRED = REMINDER_FIRED
@@ -73,6 +81,11 @@ class RecipientFacts:
     opens: int = 0
     first_open_at: datetime | None = None
     replied_at: datetime | None = None
+    address: str = ""
+    #: Their first human click on a link of the email (S41).
+    first_click_at: datetime | None = None
+    #: Their first human open of each followed file, by attachment id (S41).
+    file_opened_at: Mapping[int, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +110,56 @@ def _first_open_at(facts: RecipientFacts) -> float:
     return facts.first_open_at.timestamp() if facts.first_open_at else float("inf")
 
 
-def evaluate(condition: str, recipients: Sequence[RecipientFacts], subject: str) -> Verdict:
+def _first_click_at(facts: RecipientFacts) -> float:
+    return facts.first_click_at.timestamp() if facts.first_click_at else float("inf")
+
+
+def _first_file_open(facts: RecipientFacts, attachment_id: int | None) -> datetime | None:
+    if attachment_id is not None:
+        return facts.file_opened_at.get(attachment_id)
+    return min(facts.file_opened_at.values(), default=None)
+
+
+def evaluate(
+    condition: str,
+    recipients: Sequence[RecipientFacts],
+    subject: str,
+    *,
+    attachment_id: int | None = None,
+    attachment_name: str = "",
+) -> Verdict:
     """Judge ``condition`` on the recipients' human events.
 
     *No reply* holds while no recipient has replied, *not opened* while none has opened the
-    email, *anyway* always. When it does not hold, ``what`` says who did what first and
-    ``met_at`` when.
+    email, *no click* while none has clicked a link, *file not opened* while none has opened
+    the followed file ``attachment_id`` (any followed file when ``None``), *anyway* always.
+    Only the recipients given count: pass one to watch one (S41). When it does not hold,
+    ``what`` says who did what first and ``met_at`` when.
     """
     subject = subject or _("(no subject)")
+    if condition == NO_CLICK:
+        clicked = [r for r in recipients if r.first_click_at is not None]
+        if clicked:
+            clicker = min(clicked, key=_first_click_at)
+            return Verdict(
+                False, _("%(name)s clicked a link", name=clicker.name), clicker.first_click_at
+            )
+        return Verdict(True, _("No link in “%(subject)s” was clicked yet.", subject=subject))
+    if condition == FILE_NOT_OPENED:
+        file_opens = [
+            (r, at) for r in recipients if (at := _first_file_open(r, attachment_id)) is not None
+        ]
+        if file_opens:
+            reader, at = min(file_opens, key=lambda pair: pair[1].timestamp())
+            what = (
+                _("%(name)s opened %(file)s", name=reader.name, file=attachment_name)
+                if attachment_name
+                else _("%(name)s opened an attachment", name=reader.name)
+            )
+            return Verdict(False, what, at)
+        if attachment_name:
+            return Verdict(True, _("%(file)s has not been opened yet.", file=attachment_name))
+        return Verdict(True, _("No attachment of “%(subject)s” was opened yet.", subject=subject))
     if condition == NO_REPLY:
         replied = [r for r in recipients if r.replied_at is not None]
         if replied:
@@ -127,8 +182,15 @@ def check(
     send_at: datetime | None,
     now: datetime,
     must_be_future: bool = True,
+    files: Sequence[int] | None = None,
+    recipients: Sequence[str] | None = None,
 ) -> dict[str, str]:
-    """What is wrong with ``reminder``, by form field; empty when it can be kept."""
+    """What is wrong with ``reminder``, by form field; empty when it can be kept.
+
+    :param files: the email's followed attachments, when known: a file reminder needs one.
+    :param recipients: the email's recipients' addresses, when known: a watched one must be
+        among them.
+    """
     errors: dict[str, str] = {}
     if not reminder.title.strip():
         errors["reminder_title"] = _("Give the reminder a title: it is what you will read.")
@@ -141,6 +203,23 @@ def check(
             "Replies and opens are only watched on a followed email: turn Follow on, "
             "or choose “Remind me anyway at”."
         )
+    elif reminder.condition == FILE_NOT_OPENED and files is not None and not files:
+        errors["reminder_condition"] = _(
+            "This email has no followed attachment: attach a file and follow it first."
+        )
+    elif (
+        reminder.condition == FILE_NOT_OPENED
+        and files is not None
+        and reminder.attachment_id is not None
+        and reminder.attachment_id not in files
+    ):
+        errors["reminder_condition"] = _("Choose one of the email's followed attachments.")
+    if (
+        recipients is not None
+        and reminder.recipient is not None
+        and reminder.recipient.lower() not in {r.lower() for r in recipients}
+    ):
+        errors["reminder_condition"] = _("Choose one of the email's recipients, or anyone.")
     if must_be_future and reminder.remind_at <= now:
         errors["reminder_at"] = _("That time has passed; choose a time in the future.")
     elif reminder.remind_at > now + HORIZON:
@@ -160,7 +239,25 @@ def when_text(moment: datetime, zone: str, now: datetime) -> str:
     return format_when(local, "long")
 
 
-def _if_phrase(condition: str, who: str | None) -> str:
+def _if_phrase(condition: str, who: str | None, file: str = "") -> str:
+    if condition == NO_CLICK:
+        return (
+            _("if %(who)s hasn't clicked a link", who=who)
+            if who
+            else _("if nobody has clicked a link")
+        )
+    if condition == FILE_NOT_OPENED and file:
+        return (
+            _("if %(who)s hasn't opened %(file)s", who=who, file=file)
+            if who
+            else _("if nobody has opened %(file)s", file=file)
+        )
+    if condition == FILE_NOT_OPENED:
+        return (
+            _("if %(who)s hasn't opened an attachment", who=who)
+            if who
+            else _("if nobody has opened an attachment")
+        )
     if condition == NO_REPLY:
         return _("if %(who)s hasn't replied", who=who) if who else _("if nobody has replied")
     if condition == NOT_OPENED:
@@ -179,10 +276,12 @@ def summary(
     fired_at: datetime | None = None,
     resolved_reason: str | None = None,
     met_at: datetime | None = None,
+    file: str = "",
 ) -> str:
     """The one-line summary shown beside the blue **Set reminder** indicator.
 
-    ``who`` is the single recipient's first name, or ``None`` for several recipients.
+    ``who`` is the single recipient's (or the watched one's) first name, or ``None`` for
+    several recipients; ``file`` the watched attachment's name.
     """
     at = when_text(remind_at, zone, now)
     if state == FIRED:
@@ -195,7 +294,7 @@ def summary(
         if met_at is not None:
             reason = _("%(what)s on %(when)s", what=reason, when=when_text(met_at, zone, now))
         return _("Resolved itself, no reminder needed: %(reason)s.", reason=reason)
-    phrase = _if_phrase(condition, who)
+    phrase = _if_phrase(condition, who, file)
     if remind_at <= now:
         return _("Due %(when)s; checking now.", when=at)
     return (
@@ -212,6 +311,8 @@ def condition_options(followed: bool) -> list[tuple[str, str]]:
         options += [
             (NO_REPLY, _("If I don't receive a reply by")),
             (NOT_OPENED, _("If the email is not opened by")),
+            (NO_CLICK, _("If no link is clicked by")),
+            (FILE_NOT_OPENED, _("If the attachment is not opened by")),
         ]
     options.append((ANYWAY, _("Remind me anyway at")))
     return options
@@ -271,16 +372,56 @@ def _cancel_job(row: Reminder) -> None:
     queueing.cancel(_job_id(row))
 
 
-def _facts(email: Email) -> list[RecipientFacts]:
+def _facts(email: Email, only: str | None = None) -> list[RecipientFacts]:
+    """What the email's recipients did (human events), or one recipient's when ``only``."""
+    session = current_engage.session
+    clicks: dict[int, datetime] = {}
+    files: dict[int, dict[int, datetime]] = {}
+    for party_id, kind, attachment_id, first in session.execute(
+        sa.select(
+            TrackingEvent.party_id,
+            TrackingEvent.kind,
+            TrackingEvent.attachment_id,
+            sa.func.min(TrackingEvent.occurred_at),
+        )
+        .where(
+            TrackingEvent.email_id == email.id,
+            TrackingEvent.machine.is_(False),
+            TrackingEvent.kind.in_([EventKind.CLICK, EventKind.ATTACHMENT_OPEN]),
+        )
+        .group_by(TrackingEvent.party_id, TrackingEvent.kind, TrackingEvent.attachment_id)
+    ):
+        if kind is EventKind.CLICK:
+            clicks[party_id] = min(first, clicks.get(party_id, first))
+        elif attachment_id is not None:
+            files.setdefault(party_id, {})[attachment_id] = first
     return [
         RecipientFacts(
             name=_display_name(p),
             opens=p.opens,
             first_open_at=p.first_open_at,
             replied_at=p.replied_at,
+            address=p.address,
+            first_click_at=clicks.get(p.id),
+            file_opened_at=files.get(p.id, {}),
         )
         for p in email.recipients
+        if only is None or p.address.lower() == only.lower()
     ]
+
+
+def _verdict(row: Reminder, email: Email) -> Verdict:
+    """The reminder's condition judged now, on the recipients (or the one) it watches."""
+    name = ""
+    if row.attachment_id is not None:
+        name = next((a.filename for a in email.attachments if a.id == row.attachment_id), "")
+    return evaluate(
+        row.condition,
+        _facts(email, row.recipient),
+        email.subject,
+        attachment_id=row.attachment_id,
+        attachment_name=name,
+    )
 
 
 def resolve_met(session: Session, email_ids: Sequence[int] | set[int]) -> int:
@@ -302,7 +443,7 @@ def resolve_met(session: Session, email_ids: Sequence[int] | set[int]) -> int:
     ).all()
     resolved = 0
     for row in rows:
-        verdict = evaluate(row.condition, _facts(row.email), row.email.subject)
+        verdict = _verdict(row, row.email)
         if verdict.holds:
             continue
         moved = affected_rows(
@@ -360,7 +501,7 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
         return "early"
     if early > 0:
         time.sleep(early)  # never judge before the time the rep chose
-    verdict = evaluate(row.condition, _facts(email), email.subject)
+    verdict = _verdict(row, email)
     now = utcnow()
     moved = affected_rows(
         session.execute(
@@ -386,6 +527,14 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
         session.commit()
         return "resolved"
     body = verdict.what
+    away = absences_of(session, _watched(row, email), now)
+    if away:
+        # Due while they are away (S42): the card says so and offers to wait for them.
+        body += " " + _(
+            "%(who)s is away until %(when)s UTC (out-of-office reply).",
+            who=", ".join(sorted(away)),
+            when=format_when(max(away.values()), "long"),
+        )
     late = now - due_at
     if requeued and late > timedelta(seconds=5):
         body += " " + _("Fired %(late)s late: the reminder job was lost.", late=_lateness(late))
@@ -403,6 +552,48 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
     )
     session.commit()
     return "fired"
+
+
+def _watched(row: Reminder, email: Email) -> list[str]:
+    """The addresses whose events the reminder watches: its one recipient, else everyone."""
+    return [row.recipient] if row.recipient else [p.address for p in email.recipients]
+
+
+def back_from_absence(session: Session, card: Card, now: datetime | None = None) -> datetime | None:
+    """When the recipients a reminder card is about are back, if it fired while they were away
+    (an out-of-office reply, S42) and they are not back yet; else ``None``."""
+    if card.reminder_id is None or card.email is None:
+        return None
+    row = session.get(Reminder, card.reminder_id)
+    if row is None:
+        return None
+    away = absences_of(session, _watched(row, card.email), card.created_at)
+    back = max(away.values(), default=None)
+    return back if back is not None and back > (now or utcnow()) else None
+
+
+def remind_when_back(session: Session, card: Card) -> Reminder | None:
+    """*Remind me when they are back*: the card's reminder is due again at their return, with
+    its condition (a reply on their first morning still settles it); the card goes. Commits.
+
+    Returns ``None`` when there is nothing to wait for (they are back, or the reminder is gone).
+    """
+    back = back_from_absence(session, card)
+    row = session.get(Reminder, card.reminder_id) if card.reminder_id is not None else None
+    if back is None or row is None:
+        return None
+    _cancel_job(row)
+    row.reset(
+        row.title,
+        row.condition,
+        back,
+        recipient=row.recipient,
+        attachment_id=row.attachment_id,
+    )
+    card.dismissed_at = utcnow()
+    session.commit()
+    schedule_reminder(row)
+    return row
 
 
 def sweep_reminders(now: datetime | None = None) -> int:
@@ -441,26 +632,38 @@ class ReminderPanel:
     at_prefill: str
     #: The form's action on an email's page; ``None`` inside the compose form.
     action_url: str | None = None
+    #: Whose events may be watched (address, label), and the followed files (id, name) (S41).
+    recipients: list[tuple[str, str]] = field(default_factory=list)
+    files: list[tuple[int, str]] = field(default_factory=list)
+    recipient_prefill: str = ""
+    attachment_prefill: str = ""
 
 
 def _who(names: Sequence[str]) -> str | None:
     return names[0] if len(names) == 1 else None
 
 
-def compose_panel(draft: DraftInput, *, followed: bool, zone: str) -> ReminderPanel:
-    """The Set reminder section of the compose panel."""
+def compose_panel(
+    draft: DraftInput,
+    *,
+    followed: bool,
+    zone: str,
+    files: Sequence[tuple[int, str]] = (),
+) -> ReminderPanel:
+    """The Set reminder section of the compose panel; ``files`` are its followed attachments."""
     parsed = [
-        first_name(a.name, a.address)
-        for field in ("to", "cc", "bcc")
-        for a in parse_addresses(getattr(draft, field)).valid
+        (a.address, first_name(a.name, a.address))
+        for field_name in ("to", "cc", "bcc")
+        for a in parse_addresses(getattr(draft, field_name)).valid
     ]
     return _panel(
         draft.reminder,
         state=PENDING,
-        who=_who(parsed),
+        recipients=parsed,
         zone=zone,
         followed=followed,
         subject=draft.subject,
+        files=list(files),
     )
 
 
@@ -468,26 +671,34 @@ def _panel(
     reminder: ReminderInput | None,
     *,
     state: str,
-    who: str | None,
+    recipients: list[tuple[str, str]],
     zone: str,
     followed: bool,
     subject: str,
     row: Reminder | None = None,
     action_url: str | None = None,
+    files: list[tuple[int, str]] | None = None,
 ) -> ReminderPanel:
     now = utcnow()
     text = ""
+    files = files or []
     if reminder is not None:
+        watched = [
+            label
+            for address, label in recipients
+            if reminder.recipient is not None and address.lower() == reminder.recipient.lower()
+        ]
         text = summary(
             condition=reminder.condition,
             remind_at=reminder.remind_at,
             state=state,
-            who=who,
+            who=watched[0] if watched else _who([label for _a, label in recipients]),
             zone=zone,
             now=now,
             fired_at=row.fired_at if row else None,
             resolved_reason=row.resolved_reason if row else None,
             met_at=row.met_at if row else None,
+            file=next((name for i, name in files if i == reminder.attachment_id), ""),
         )
     default_at = ""
     if reminder is not None:
@@ -504,6 +715,12 @@ def _panel(
         condition_prefill=reminder.condition if reminder else (NO_REPLY if followed else ANYWAY),
         at_prefill=default_at,
         action_url=action_url,
+        recipients=recipients,
+        files=files,
+        recipient_prefill=(reminder.recipient or "") if reminder else "",
+        attachment_prefill=(
+            str(reminder.attachment_id) if reminder and reminder.attachment_id else ""
+        ),
     )
 
 
@@ -514,18 +731,27 @@ def email_panel(
     if user is None or user.id != email.owner_id or email.status is EmailStatus.DRAFT:
         return None
     row = reminder_of(current_engage.session, email.id)
-    reminder = ReminderInput(row.title, row.condition, row.remind_at) if row else None
-    names = [first_name(p.name, p.address) for p in email.recipients]
+    reminder = (
+        ReminderInput(row.title, row.condition, row.remind_at, row.recipient, row.attachment_id)
+        if row
+        else None
+    )
     return _panel(
         reminder,
         state=row.state if row else PENDING,
-        who=_who(names),
+        recipients=[(p.address, first_name(p.name, p.address)) for p in email.recipients],
         zone=zone,
         followed=email.followed,
         subject=email.subject,
         row=row,
         action_url=action_url,
+        files=followed_files(email),
     )
+
+
+def followed_files(email: Email) -> list[tuple[int, str]]:
+    """The email's followed attachments, (id, file name), which a file reminder can watch."""
+    return [(a.id, a.filename) for a in email.attachments if a.followed]
 
 
 # -- a sent or scheduled email's reminder ------------------------------------------------------
@@ -548,7 +774,13 @@ def set_reminder(session: Session, email: Email, reminder: ReminderInput) -> Rem
         session.add(row)
     else:
         _cancel_job(row)
-    row.reset(reminder.title, reminder.condition, reminder.remind_at)
+    row.reset(
+        reminder.title,
+        reminder.condition,
+        reminder.remind_at,
+        recipient=reminder.recipient,
+        attachment_id=reminder.attachment_id,
+    )
     session.commit()
     schedule_reminder(row)
     return row

@@ -35,7 +35,7 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.feedparser import BufferedSubFile, BytesFeedParser  # type: ignore[attr-defined]
 from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
@@ -50,10 +50,13 @@ from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import events
+from . import absences, events
+from .best_time import working_hours_from_config
 from .content import html_to_text
 from .context import current_engage
+from .geocoding import timezone_of
 from .models import Email, Party, UnparseableMessage
+from .out_of_office import return_date
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ UNPARSEABLE = "unparseable"
 
 #: The largest message the inbound endpoint takes.
 INBOUND_MAX_BYTES = 10 * 1024 * 1024
+
+#: How many characters of an auto-reply's text are read for a return date (SPEC S42).
+_RETURN_DATE_CHARS = 20_000
 
 #: How many characters of a reply's own text are kept for the timeline.
 EXCERPT_CHARS = 300
@@ -617,6 +623,8 @@ class Reply:
     subject: str
     excerpt: str
     auto_reply_reason: str | None
+    #: For an out-of-office reply: the day it says its writer is back (SPEC S42), if it says.
+    returns_on: date | None = None
 
 
 def read_reply(raw: bytes, now: datetime | None = None) -> Reply:
@@ -627,14 +635,23 @@ def read_reply(raw: bytes, now: datetime | None = None) -> Reply:
     try:
         message = parse(raw)
         reason = auto_reply_reason(message)
+        now = now or datetime.now(UTC)
+        written_at = _written_at(message, now)
+        subject = _header(message, "Subject")[:300]
+        text = _body_text(message)
         return Reply(
             senders=_addresses(message, "From"),
             thread_ids=_thread_ids(message),
-            written_at=_written_at(message, now or datetime.now(UTC)),
+            written_at=written_at,
             dedupe_id=_dedupe_id(message, raw),
-            subject=_header(message, "Subject")[:300],
-            excerpt=reply_excerpt(_body_text(message)),
+            subject=subject,
+            excerpt=reply_excerpt(text),
             auto_reply_reason=_clean(reason)[:200] if reason else None,
+            returns_on=(
+                return_date(subject, text[:_RETURN_DATE_CHARS], written=(written_at or now).date())
+                if reason
+                else None
+            ),
         )
     except Unparseable:
         raise
@@ -718,6 +735,8 @@ def ingest(raw: bytes, *, source: str) -> ReplyOutcome:
             excerpt=reply.excerpt,
             auto_reply_reason=reply.auto_reply_reason,
         )
+        if event is not None and reply.returns_on is not None:
+            _note_absence(session, party, event.id, reply.returns_on, event.occurred_at)
         session.commit()
     except IntegrityError:
         # The same reply arrived by two doors at once; the other one stored it.
@@ -728,6 +747,22 @@ def ingest(raw: bytes, *, source: str) -> ReplyOutcome:
         "reply to email %s from party %s via %s: %s", found.email_id, found.party_id, source, status
     )
     return ReplyOutcome(status, found.email_id, found.party_id)
+
+
+def _note_absence(
+    session: Session, party: Party, event_id: int, returns_on: date, written_at: datetime
+) -> None:
+    # The recipient's zone, when it is known already: their return is their working day's start.
+    row = timezone_of(party.record, enqueue=False) if party.record else None
+    absences.note_auto_reply(
+        session,
+        party,
+        event_id=event_id,
+        returns_on=returns_on,
+        written_at=written_at,
+        zone=row.timezone if row is not None else None,
+        hours=working_hours_from_config(current_app.config),
+    )
 
 
 # -- the IMAP mailbox -----------------------------------------------------------------------

@@ -24,7 +24,16 @@ import sqlalchemy as sa
 from flask import current_app
 
 from . import queueing
-from .best_time import Recommendation, local_hour_histogram, recommend, working_hours_from_config
+from .absences import absences_of
+from .best_time import (
+    GroupRecommendation,
+    Recommendation,
+    local_hour_histogram,
+    recommend,
+    recommend_for_group,
+    working_hours_from_config,
+)
+from .best_time import Recipient as BestTimeRecipient
 from .context import current_engage
 from .delivery import cancel_scheduled_job, deliver, enqueue_delivery, schedule_delivery
 from .emails import DraftInput, draft_recipients
@@ -32,7 +41,7 @@ from .geocoding import timezone_of
 from .i18n import gettext as _
 from .local_time import sender_zone
 from .models import Email, EmailStatus, EventKind, Party, TrackingEvent, affected_rows, utcnow
-from .records import EngageUser
+from .records import EngageUser, RecordRef
 from .timeline import sync_email_activities
 
 # -- the dialog --------------------------------------------------------------------------------
@@ -48,6 +57,11 @@ class SendLater:
     prefill: str  # the datetime-local value, in the sender's zone, or ""
     chosen_local: datetime | None  # the delay already set, in the sender's zone
     no_zone_reason: str = ""
+    #: For several recipients, or one who is away (S40, S42): the time for all of them and
+    #: how it falls for each; ``recommendation`` is then ``None``.
+    group: GroupRecommendation | None = None
+    #: The recipients away on an out-of-office reply, with when they are back (S42).
+    away: tuple[tuple[str, datetime], ...] = ()
 
 
 def _open_hours(address: str, zone: str) -> list[int]:
@@ -66,6 +80,31 @@ def _open_hours(address: str, zone: str) -> list[int]:
     return local_hour_histogram(list(times), zone)
 
 
+def _group_member(
+    address: str, ref: RecordRef | None, away: dict[str, datetime]
+) -> tuple[BestTimeRecipient, bool]:
+    """One recipient for the common-time search, and whether their zone is still looked up."""
+    record = current_engage.records.get(ref) if ref else None
+    back = away.get(address.lower())
+    if record is None or record.address is None or record.address.is_empty():
+        name = record.name if record is not None else ""
+        return BestTimeRecipient(address, name, absent_until=back), False
+    row = timezone_of(record.ref)
+    if row is None or not row.timezone:
+        return BestTimeRecipient(address, record.name, absent_until=back), row is None
+    return (
+        BestTimeRecipient(
+            address,
+            record.name,
+            row.timezone,
+            record.address.country,
+            _open_hours(address, row.timezone),
+            absent_until=back,
+        ),
+        False,
+    )
+
+
 def send_later_state(draft: DraftInput, user: EngageUser, browser_zone: str | None) -> SendLater:
     """Work out the dialog: the sender's zone, the recommendation, the pre-filled time."""
     zone = sender_zone(user, browser_zone)
@@ -73,16 +112,34 @@ def send_later_state(draft: DraftInput, user: EngageUser, browser_zone: str | No
     chosen = draft.send_at.astimezone(local) if draft.send_at else None
     recipients = draft_recipients(draft)
     config = current_app.config
+    now = utcnow()
+    hours = working_hours_from_config(config)
     base: dict[str, Any] = {
-        "now": utcnow(),
+        "now": now,
         "sender_zone": zone,
         "recipient_count": len(recipients),
-        "hours": working_hours_from_config(config),
+        "hours": hours,
         "min_opens": int(config["ENGAGE_USUAL_HOUR_MIN_OPENS"]),
         "gettext": _,
     }
+    away = absences_of(current_engage.session, [address for address, _ref in recipients], now)
     looking_up, reason = False, ""
-    if len(recipients) != 1:
+    rec: Recommendation | None = None
+    group: GroupRecommendation | None = None
+    if len(recipients) > 1 or (len(recipients) == 1 and away):
+        # Several recipients (S40), or one who is away (S42): the common-time search, which
+        # waits for absences and lists each recipient's local time.
+        members = [_group_member(address, ref, away) for address, ref in recipients]
+        looking_up = any(waiting for _member, waiting in members)
+        if not looking_up:
+            group = recommend_for_group(
+                [member for member, _waiting in members],
+                now=now,
+                sender_zone=zone,
+                hours=hours,
+                min_opens=base["min_opens"],
+            )
+    elif not recipients:
         rec = recommend(recipient_zone=None, **base)
     else:
         address, ref = recipients[0]
@@ -92,7 +149,7 @@ def send_later_state(draft: DraftInput, user: EngageUser, browser_zone: str | No
         else:
             row = timezone_of(record.ref)
             if row is None:
-                looking_up, rec = True, None
+                looking_up = True
             elif not row.timezone:
                 reason = row.reason
                 rec = recommend(recipient_zone=None, **base)
@@ -103,13 +160,19 @@ def send_later_state(draft: DraftInput, user: EngageUser, browser_zone: str | No
                     open_hours=_open_hours(address, row.timezone),
                     **base,
                 )
+    proposed = group.at if group is not None else (rec.at if rec is not None else None)
     if chosen is not None:
         prefill = chosen.strftime("%Y-%m-%dT%H:%M")
-    elif rec is not None and rec.at is not None:
-        prefill = rec.at.astimezone(local).strftime("%Y-%m-%dT%H:%M")
+    elif proposed is not None:
+        prefill = proposed.astimezone(local).strftime("%Y-%m-%dT%H:%M")
     else:
         prefill = ""
-    return SendLater(zone, rec, looking_up, prefill, chosen, reason)
+    away_list = tuple(
+        (address, away[address.lower()].astimezone(local))
+        for address, _ref in recipients
+        if address.lower() in away
+    )
+    return SendLater(zone, rec, looking_up, prefill, chosen, reason, group, away_list)
 
 
 # -- scheduled delivery ------------------------------------------------------------------------

@@ -216,3 +216,19 @@ class DemoRecords:
             build = _MODELS[record_type][1]
             found.extend(build(row) for row in rows)
         return found
+
+    def set_follow_preference(self, ref: RecordRef, preference: FollowPreference) -> bool:
+        """engage's optional adapter method (SPEC S43): a recipient's own "don't track me"
+        becomes the contact's or lead's follow-email setting, as if the rep had set it."""
+        if ref.type not in ("contact", "lead"):
+            return False
+        model = _MODELS[ref.type][0]
+        try:
+            obj = db.session.get(model, int(ref.id))
+        except ValueError:
+            return False
+        if obj is None:
+            return False
+        obj.follow_preference = preference.value
+        db.session.commit()
+        return True

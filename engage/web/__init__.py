@@ -13,6 +13,7 @@ here, in one place, so that registering the blueprint registers every screen:
 - :mod:`.bulk`: one email each to a selection of records
 - :mod:`.inbound`: the inbound endpoint for replies
 - :mod:`.tracking`: the pixel, click and attachment URLs recipients fetch
+- :mod:`.opt_out`: the page of a recipient's "Don't track my opens and clicks" link
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import (  # noqa: F401  (importing a route module registers its views)
     compose_attachments,
     emails,
     inbound,
+    opt_out,
     pages,
     templates,
     tracking,

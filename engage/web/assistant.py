@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import abort, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from .. import cards
+from .. import cards, reminders
 from ..context import current_engage
 from ..i18n import gettext as _
 from ..ids import parse_id
@@ -53,11 +53,17 @@ def _own_card_or_404(card_id: int) -> tuple[EngageUser, Card]:
 def _card_context(panel: cards.Panel) -> dict[str, Any]:
     """What the card templates need besides the cards: records and owners, looked up once."""
     records: dict[RecordRef, Any] = {}
+    away: dict[int, Any] = {}
+    session = current_engage.session
     for card in panel.cards:
         ref = card.regarding
         if ref is not None and ref not in records:
             records[ref] = current_engage.records.get(ref)
-    return {"records": records}
+        if card.kind == "reminder":
+            back = reminders.back_from_absence(session, card)
+            if back is not None:
+                away[card.id] = back
+    return {"records": records, "away": away}
 
 
 def _render(
@@ -139,6 +145,16 @@ def assistant_mark_read() -> Any:
     user = sales_user()
     cards.mark_all_read(current_engage.session, user)
     current_engage.session.commit()
+    return _panel_response(user)
+
+
+@blueprint.post("/assistant/cards/<engage_id:card_id>/when-back")
+def card_remind_when_back(card_id: int) -> Any:
+    """*Remind me when they are back* on a reminder card that fired during an absence (S42)."""
+    user, card = _own_card_or_404(card_id)
+    session = current_engage.session
+    if reminders.remind_when_back(session, card) is None:
+        abort(409, description=_("They are back already: there is nothing to wait for."))
     return _panel_response(user)
 
 

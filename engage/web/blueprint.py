@@ -8,6 +8,7 @@ is registered by :mod:`engage.web.pages`, ``engage_assistant()`` by :mod:`engage
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,8 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(ngettext, "ngettext_e")
     state.app.add_template_global(locale_tag, "engage_locale")
     state.app.add_template_global(format_when, "engage_when")
+    # A time kept as ISO text in a timeline entry (an absence's return, S42), as a datetime.
+    state.app.add_template_global(datetime.fromisoformat, "engage_parse_time")
     state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
     state.app.add_template_global(csp_nonce, "engage_csp_nonce")
     # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.

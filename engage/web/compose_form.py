@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -100,10 +101,16 @@ class ComposeForm(Form):
     reminder_title = StringField(default="")
     reminder_condition = StringField(default="")
     reminder_at = StringField(default="")
+    reminder_recipient = StringField(default="")
+    reminder_attachment = StringField(default="")
     #: The Set reminder dialog's inputs.
     reminder_title_input = StringField(default="")
     reminder_condition_input = StringField(default="")
     reminder_at_local = StringField(default="")
+    #: Whose events count (an address, or empty for anyone) and which followed file (an id,
+    #: or empty for any) (SPEC S41).
+    reminder_recipient_input = StringField(default="")
+    reminder_attachment_input = StringField(default="")
     #: The template applied with Insert template, for its performance.
     template_id = StringField(default="")
     #: The form's one-time key, so that a second Send of the same form makes no second email.
@@ -217,7 +224,13 @@ class ComposeForm(Form):
         when = parse_carried(raw, now=utcnow())
         if when is None:
             return None
-        return ReminderInput(self.value("reminder_title"), condition, when)
+        return ReminderInput(
+            self.value("reminder_title"),
+            condition,
+            when,
+            self.value("reminder_recipient").strip() or None,
+            parse_id(self.value("reminder_attachment")),
+        )
 
     def _reminder(
         self,
@@ -243,7 +256,13 @@ class ComposeForm(Form):
         return current if candidate is None else candidate
 
     def dialog_reminder(
-        self, *, followed: bool, send_at: datetime | None, zone: str
+        self,
+        *,
+        followed: bool,
+        send_at: datetime | None,
+        zone: str,
+        files: Sequence[int] | None = None,
+        recipients: Sequence[str] | None = None,
     ) -> tuple[ReminderInput | None, dict[str, str]]:
         """The reminder typed in the Set reminder dialog, or ``None`` with the errors found."""
         errors: dict[str, str] = {}
@@ -252,12 +271,24 @@ class ComposeForm(Form):
         except ValueError:
             errors["reminder_at"] = _("Enter a date and a time, like 2026-11-27 08:00.")
             when = None
+        condition = self.value("reminder_condition_input")
         candidate = ReminderInput(
             self.value("reminder_title_input").strip(),
-            self.value("reminder_condition_input"),
+            condition,
             when or utcnow(),
+            self.value("reminder_recipient_input").strip() or None,
+            parse_id(self.value("reminder_attachment_input"))
+            if condition == reminders.FILE_NOT_OPENED
+            else None,
         )
-        found = reminders.check(candidate, followed=followed, send_at=send_at, now=utcnow())
+        found = reminders.check(
+            candidate,
+            followed=followed,
+            send_at=send_at,
+            now=utcnow(),
+            files=files,
+            recipients=recipients,
+        )
         if when is None:
             found.pop("reminder_at", None)
         errors.update(found)
@@ -367,7 +398,12 @@ def render_compose(
         "undo": undo,
     }
     context.update(_template_window(draft, errors or {}, applied))
-    context["reminder"] = reminders.compose_panel(draft, followed=followed(draft), zone=zone)
+    context["reminder"] = reminders.compose_panel(
+        draft,
+        followed=followed(draft),
+        zone=zone,
+        files=reminders.followed_files(email) if email else (),
+    )
     template = "engage/_compose.html" if is_htmx() else "engage/compose_page.html"
     response = make_response(render_template(template, **context), status)
     if status >= 400:

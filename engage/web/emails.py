@@ -155,6 +155,8 @@ def email_reminder(email_id: int) -> Any:
         followed=email.followed,
         send_at=email.scheduled_at if email.status is EmailStatus.SCHEDULED else None,
         zone=sender_zone(user, request.form.get("browser_zone")),
+        files=[file_id for file_id, _name in reminders.followed_files(email)],
+        recipients=[p.address for p in email.recipients],
     )
     if errors or reminder is None:
         regarding = current_engage.records.get(email.regarding) if email.regarding else None

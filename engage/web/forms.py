@@ -22,6 +22,9 @@ class SettingsForm(FlaskForm):
     """The organisation settings an admin can change."""
 
     engagement_enabled = BooleanField(lazy_gettext("Email engagement enabled"))
+    opt_out_line = BooleanField(
+        lazy_gettext("Followed emails carry a “Don't track my opens and clicks” link")
+    )
 
 
 #: A Jinja expression or statement in a body's HTML.

@@ -31,6 +31,7 @@ from .. import organisation, queueing
 from ..context import current_engage
 from ..i18n import gettext as _
 from ..models import utcnow
+from ..opt_out import opt_out_line_enabled, set_opt_out_line
 from ..records import EngageUser, RecordRef
 from ..timeline import Cursor, can_change, live_version, timeline_page
 from .blueprint import STATIC, blueprint, engage_root
@@ -184,6 +185,7 @@ def organisation_settings() -> Any:
     form = SettingsForm()
     if form.validate_on_submit():
         organisation.set_engagement_enabled(form.engagement_enabled.data, by=user.id)
+        set_opt_out_line(form.opt_out_line.data, by=user.id)
         flash(
             _("Email engagement is now on.")
             if form.engagement_enabled.data
@@ -193,6 +195,7 @@ def organisation_settings() -> Any:
         return redirect(url_for("engage.organisation_settings"))
     if request.method == "GET":
         form.engagement_enabled.data = organisation.engagement_enabled()
+        form.opt_out_line.data = opt_out_line_enabled()
     return render_template("engage/settings.html", form=form, workers=queueing.worker_health())
 
 
