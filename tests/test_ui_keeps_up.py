@@ -313,3 +313,15 @@ def test_the_bulk_result_page_redraws_itself_until_every_copy_is_settled(tracked
         assert run_delivery(tracked_app, email.id) == "sent"
     settled = sam.get(result, headers=HX).get_data(as_text=True)
     assert 'id="engage-bulk-results"' in settled and "hx-trigger" not in settled
+
+
+def test_a_redraw_of_send_later_keeps_a_time_the_rep_typed(tracked_app):
+    sam = sign_in(tracked_app.test_client(), 1)
+    fields = compose_fields(sam, to="ada@example.com", cc="grace@example.com")
+    fields.update(send_later_open="1", send_at_local="2027-01-05T10:00", send_at_prefill="")
+    page = sam.post(f"{PREFIX}/compose/send-later", data=fields, headers=HX).get_data(True)
+    assert 'value="2027-01-05T10:00"' in page and " open>" in page
+    # A value left as it was pre-filled follows the new recommendation (none: two recipients).
+    fields.update(send_at_prefill="2027-01-05T10:00")
+    page = sam.post(f"{PREFIX}/compose/send-later", data=fields, headers=HX).get_data(True)
+    assert 'value="2027-01-05T10:00"' not in page

@@ -677,6 +677,15 @@
     if (!slot) {
       return;
     }
+    var submitEvent = config.triggeringEvent;
+    var submitter = submitEvent && submitEvent.submitter;
+    var refused = event.detail.xhr && event.detail.xhr.status >= 400;
+    var saved = submitter && submitter.value === "save" && !refused;
+    if (trigger.matches("form") && slot.matches(".engage-compose") && !saved) {
+      // Redrawn by a panel control (Follow, Send later, a template…): what it carries is
+      // still unsaved, so Escape asks before it throws it away.
+      slot.setAttribute("data-engage-dirty", "1");
+    }
     if (trigger.matches(".engage-menu__item")) {
       var first = slot.querySelector('input[name="to"]') || slot.querySelector("input:not([type=hidden]), textarea");
       if (first) {
