@@ -324,8 +324,11 @@ def _apple_mpp(event: _Event) -> str | None:
 
 def _known_program(event: _Event) -> str | None:
     user_agent = event.facts.user_agent
-    if event.facts.kind == OPEN and _mail_client(user_agent) is not None:
-        return None  # the reader's own mail client or webmail proxy
+    if _mail_client(user_agent) is not None:
+        # The reader's own mail client or webmail proxy, or a mail app's in-app browser
+        # (Outlook for iOS says so in its agent); a mail client's own fetcher following a
+        # link is still caught below, as no browser.
+        return None
     program = known_program(user_agent)
     if program is None:
         return None
