@@ -149,19 +149,26 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
     )
     clicks: dict[int, list[_Seen]] = {}
     opens: dict[int, list[_Seen]] = {}
-    for event_id, party_id, kind, when, link_id, machine in session.execute(
-        sa.select(
-            TrackingEvent.id,
-            TrackingEvent.party_id,
-            TrackingEvent.kind,
-            TrackingEvent.occurred_at,
-            TrackingEvent.link_id,
-            TrackingEvent.machine,
-        ).where(
-            TrackingEvent.party_id.in_(party_ids),
-            TrackingEvent.kind.in_([EventKind.CLICK, EventKind.OPEN]),
-            TrackingEvent.occurred_at >= earliest,
-        )
+    # Recent clicks, and the people's opens a burst may relabel, matter only to recipients who
+    # clicked in this batch: a flood of pixel fetches reads nothing more.
+    clicking = {h.party.id for h in hits if h.kind is EventKind.CLICK}
+    recent = sa.select(
+        TrackingEvent.id,
+        TrackingEvent.party_id,
+        TrackingEvent.kind,
+        TrackingEvent.occurred_at,
+        TrackingEvent.link_id,
+        TrackingEvent.machine,
+    ).where(
+        TrackingEvent.party_id.in_(clicking),
+        TrackingEvent.occurred_at >= earliest,
+        sa.or_(
+            TrackingEvent.kind == EventKind.CLICK,
+            sa.and_(TrackingEvent.kind == EventKind.OPEN, TrackingEvent.machine.is_(False)),
+        ),
+    )
+    for event_id, party_id, kind, when, link_id, machine in (
+        session.execute(recent) if clicking else ()
     ):
         seen = _Seen(when, machine, link_id, event_id)
         if kind is EventKind.OPEN:
