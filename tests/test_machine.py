@@ -575,3 +575,14 @@ def test_reasons_are_told_in_the_readers_language(app) -> None:
             "link followed by WhatsApp, a bot, link preview or program"
         )
         assert reason_text("an old reason in words") == "an old reason in words"
+
+
+def test_a_german_rep_reads_the_reasons_in_german(app) -> None:
+    from engage.machine import reason_text
+
+    app.extensions["babel"].locale_selector = lambda: "de"
+    with app.test_request_context():
+        assert reason_text("click_before_open|9") == (
+            "Link 9 Sekunden nach der Zustellung aufgerufen, vor jedem Öffnen: eine Sicherheitsprüfung"
+        )
+        assert reason_text("bot_open|curl") == "Bild von curl abgerufen, einem Bot oder Programm"
