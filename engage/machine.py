@@ -18,9 +18,9 @@ be read, clicks before any open while a gateway still scans, and bursts over eve
 
 :func:`classify` is a pure function over plain values: the event, what is already known about
 the same recipient of the same message, and the thresholds. The rules live in one ordered
-table, :data:`_RULES`; the first rule that matches decides. The module stores nothing and needs
-neither Flask nor the database; :func:`reason_text` turns a stored reason code into words at
-reading time, in the reader's language.
+table, :data:`_RULES`; the first rule that matches decides. The module stores nothing, and
+classifying needs neither an app nor the database; :func:`reason_text` turns a stored reason
+code into words at reading time, in the reader's language (within an app context).
 
 A reason is stored as a code: the reason's name, then its values, separated by ``|``
 (``"bot|WhatsApp"``, ``"fast_open|3"``). Codes are stable; their wording lives in
