@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from .geonames import country_code
+
 # A recipient whose working days are all holidays for this long has a broken calendar; the
 # search for the next working day stops there rather than looping forever.
 _SEARCH_DAYS = 800
@@ -99,13 +101,17 @@ class Recommendation:
 
 
 def public_holidays(country: str | None, year: int) -> frozenset[date]:
-    """The public holidays of a country (ISO 3166-1 alpha-2, any case) in one year.
+    """The public holidays of a country in one year.
 
-    An unknown or missing country has none. Calendars are cached per country and year.
+    The country is written as an address has it: an ISO code (``DE``, ``DEU``, any case) or a
+    name (``Germany``, ``Deutschland``), resolved by :func:`engage.geonames.country_code` like
+    the time zone lookup does. An unknown or missing country has none. Calendars are cached
+    per country and year.
     """
-    if not country or not country.strip():
+    code = country_code(country)
+    if code is None:
         return frozenset()
-    return _holiday_calendar(country.strip().upper(), year)
+    return _holiday_calendar(code, year)
 
 
 @lru_cache(maxsize=512)

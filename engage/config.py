@@ -69,6 +69,12 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_OPT_OUT_LINE": False,
     # An open this many seconds after delivery or sooner is a machine prefetch (SPEC S14).
     "ENGAGE_MACHINE_OPEN_SECONDS": 5,
+    # A link followed this many seconds after delivery or sooner, with no open on record, is a
+    # security gateway's check; a person whose mail blocks images clicks later (SPEC S14).
+    "ENGAGE_MACHINE_CLICK_SECONDS": 60,
+    # Clicks of one recipient this many seconds apart or closer are looked at as one burst: all
+    # the message's links, or three clicks, are a link scanner's (SPEC S14).
+    "ENGAGE_MACHINE_BURST_SECONDS": 1,
     # Tracking hits wait this many milliseconds in an in-process buffer before one round trip
     # pushes them to Redis; 0 pushes each hit on its own request.
     "ENGAGE_EVENT_BUFFER_MS": 20,

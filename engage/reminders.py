@@ -465,6 +465,32 @@ def resolve_met(session: Session, email_ids: Sequence[int] | set[int]) -> int:
     return resolved
 
 
+def reopen_unmet(session: Session, email_ids: Sequence[int] | set[int]) -> list[Reminder]:
+    """Put back to pending the reminders that an event resolved which later evidence showed to
+    be a machine's (an open relabelled, SPEC S14): their condition holds again.
+
+    Only reminders resolved ahead of their time (no card fired) whose condition holds now are
+    reopened. Returns them; the caller commits, then schedules each with
+    :func:`schedule_reminder` (the sweep puts back an overdue one anyway).
+    """
+    if not email_ids:
+        return []
+    rows = session.scalars(
+        sa.select(Reminder).where(
+            Reminder.email_id.in_(sorted(email_ids)),
+            Reminder.state == RESOLVED,
+            Reminder.condition.in_(sorted(FOLLOWED_ONLY)),
+        )
+    ).all()
+    reopened = []
+    for row in rows:
+        if not _verdict(row, row.email).holds:
+            continue
+        row.state, row.fired_at, row.resolved_reason, row.met_at = PENDING, None, None, None
+        reopened.append(row)
+    return reopened
+
+
 def _lateness(late: timedelta) -> str:
     minutes = round(late.total_seconds() / 60)
     if minutes >= 1:

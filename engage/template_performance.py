@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import queueing
 from .context import current_engage
-from .models import Email, EmailTemplate, TemplateUse, utcnow
+from .models import Email, EmailTemplate, Party, TemplateUse, utcnow
 from .records import RecordRef
 
 # The tables themselves: counters move in Core statements, with no ORM bookkeeping.
@@ -98,6 +98,29 @@ def count_opens(session: Session, email_ids: Iterable[int]) -> int:
         "opened",
         sa.and_(_USES.c.email_id.in_(ids), _USES.c.followed.is_(True)),
     )
+
+
+def uncount_opens(session: Session, email_ids: Iterable[int]) -> int:
+    """Take back the open of these messages where later evidence showed that no person opened
+    them after all (an open relabelled machine, SPEC S14); returns how many were taken back.
+
+    The caller has already relabelled the events and moved the recipients' totals; a message
+    one of whose recipients still has a person's open stays counted.
+    """
+    ids = sorted(set(email_ids))
+    if not ids:
+        return 0
+    still_opened = sa.select(Party.email_id).where(Party.email_id.in_(ids), Party.opens > 0)
+    column = _USES.c.opened
+    rows = session.execute(
+        sa.update(_USES)
+        .where(_USES.c.email_id.in_(ids), _USES.c.email_id.not_in(still_opened), column.is_(True))
+        .values(opened=False)
+        .returning(_USES.c.template_id)
+    ).all()
+    for template_id, count in Counter(row[0] for row in rows).items():
+        _bump(session, template_id, opened=-count)
+    return len(rows)
 
 
 def count_reply(session: Session, email_id: int) -> int:

@@ -379,6 +379,28 @@ def test_editing_a_contacts_address_and_follow_preference_saves_both(
     assert "Do not allow" in page
 
 
+@pytest.mark.parametrize("written", ["Germany", "Deutschland", "deu"])
+def test_a_country_given_by_its_name_is_kept_as_its_code(
+    app: Flask, client: FlaskClient, written: str
+) -> None:
+    sign_in(client)
+    lead = db.session.scalars(sa.select(Lead).where(Lead.last_name == "Zuse")).one()
+    response = client.post(
+        f"/leads/{lead.id}/edit",
+        data={
+            "street": "Neue Straße 5",
+            "postal_code": "50667",
+            "city": "Köln",
+            "region": "",
+            "country": written,
+            "follow_preference": "allow",
+        },
+    )
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Lead, lead.id).country == "DE"
+
+
 def test_a_bad_country_shows_an_error_next_to_the_field_and_keeps_the_input(
     app: Flask, client: FlaskClient
 ) -> None:
@@ -391,7 +413,7 @@ def test_a_bad_country_shows_an_error_next_to_the_field_and_keeps_the_input(
             "postal_code": "50667",
             "city": "Köln",
             "region": "",
-            "country": "Germany!",
+            "country": "Atlantis!",
             "follow_preference": "allow",
         },
     )
@@ -399,7 +421,7 @@ def test_a_bad_country_shows_an_error_next_to_the_field_and_keeps_the_input(
     page = response.get_data(as_text=True)
     assert "Enter a two-letter country code" in page
     assert 'aria-invalid="true"' in page
-    assert re.search(r'id="country"[^>]*value="GERMANY!"', page)
+    assert re.search(r'id="country"[^>]*value="ATLANTIS!"', page)
     assert 'value="Neue Straße 5"' in page
     db.session.expire_all()
     assert db.session.get(Lead, lead.id).street == "Domkloster 4"  # nothing saved

@@ -548,3 +548,21 @@ def test_working_hours_are_read_from_the_configuration():
     assert working_hours_from_config(config) == WorkingHours(
         start=time(9, 30), end=time(18, 0), weekdays=frozenset({6, 0, 1, 2, 3})
     )
+
+
+@pytest.mark.parametrize("country", ["DE", "de", "DEU", "Germany", "germany", "Deutschland"])
+def test_a_country_written_as_a_name_or_a_code_has_the_same_holidays(country):
+    # Found through the demo: "Germany" found Berlin's zone but no public holidays.
+    result = for_berlin(local("Europe/Berlin", 2026, 12, 24, 18, 0), country=country)
+    assert result.at == utc(2026, 12, 28, 7, 0)
+    assert public_holidays(country, 2026) is public_holidays("DE", 2026)
+
+
+def test_country_names_resolve_the_same_for_zones_holidays_and_regions():
+    from engage.geonames import country_code
+
+    assert country_code("United States") == country_code("USA") == country_code("us") == "US"
+    assert country_code("the Netherlands") == country_code("Nederland") == "NL"
+    assert country_code("Österreich") == "AT"
+    assert country_code("Atlantis") is None and country_code("") is None
+    assert date(2027, 7, 5) in public_holidays("United States", 2027)

@@ -6,8 +6,10 @@ import json
 import re
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from engage import current_engage
-from engage.models import EventKind, TrackingEvent, utcnow
+from engage.models import Email, EventKind, TrackingEvent, utcnow
 from engage.tracking import QUEUE_KEY, new_token, token_is_genuine
 from tests.hostapp import Customer, db
 from tests.support import (
@@ -325,3 +327,79 @@ def test_the_pixel_is_answered_below_flask_and_head_works_too(tracked_app, smtp_
     assert redis_client.llen(QUEUE_KEY) == 1
     with tracked_app.test_request_context():
         assert url_for("engage.tracking_pixel", token="x") == "/crm/engage/t/o/x.gif"
+
+
+def test_a_burst_over_every_link_relabels_the_scanners_open_and_everything_follows(
+    tracked_app, smtp_sink, redis_client
+):
+    """A gateway renders the message 20 s after delivery (too late for the fast-open rule: a
+    person's open, a card, the template's open, a settled "not opened" reminder), then, in a
+    later batch, walks both links within a second: the open and the first click were the
+    scanner's, and the totals, the card, the template figure and the reminder follow."""
+    from engage.models import Card, EmailTemplate, Reminder, TemplateUse
+
+    email_id = send_followed(tracked_app, cc="")
+    with tracked_app.app_context():
+        template = EmailTemplate(
+            name="Offer", language="en", subject="Offer", created_by="1", updated_by="1"
+        )
+        db.session.add(template)
+        db.session.flush()
+        db.session.get(Email, email_id).template_id = template.id
+        template_id = template.id
+        reminder = Reminder(
+            email_id=email_id,
+            owner_id="1",
+            title="Follow up",
+            condition="not_opened",
+            remind_at=utcnow() + timedelta(hours=2),
+        )
+        db.session.add(reminder)
+        db.session.commit()
+        reminder_id = reminder.id
+    assert run_delivery(tracked_app, email_id) == "sent"
+    age_delivery(tracked_app, email_id, seconds=20)
+    ada = load(tracked_app, email_id).recipients[0]
+    client = tracked_app.test_client()
+    scanner = (
+        "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/80.0.3987.132 Safari/537.36"
+    )
+    client.get(f"/crm/engage/t/o/{ada.token}.gif", headers={"User-Agent": scanner})
+    drain(tracked_app)
+
+    def state():
+        with tracked_app.app_context():
+            party = db.session.get(type(ada), ada.id)
+            card = db.session.scalar(sa.select(Card).where(Card.email_id == email_id))
+            return (
+                (party.opens, party.clicks, party.first_open_at is not None),
+                card is not None and card.dismissed_at is None,
+                db.session.get(EmailTemplate, template_id).opened,
+                db.session.get(TemplateUse, email_id).opened,
+                db.session.get(Reminder, reminder_id).state,
+            )
+
+    assert state() == ((1, 0, True), True, 1, True, "resolved")
+    client.get(f"/crm/engage/t/c/{ada.token}/0", headers={"User-Agent": scanner})
+    drain(tracked_app)  # one click alone: not yet a burst
+    assert state()[0] == (1, 1, True)
+    client.get(f"/crm/engage/t/c/{ada.token}/1", headers={"User-Agent": scanner})
+    drain(tracked_app)
+    assert state() == ((0, 0, False), False, 0, False, "pending")
+    with tracked_app.app_context():
+        events = db.session.scalars(
+            sa.select(TrackingEvent).order_by(TrackingEvent.occurred_at)
+        ).all()
+        assert [(e.kind.value, e.machine, e.reason) for e in events] == [
+            ("open", True, "burst_open"),
+            ("click", True, "every_link|1"),
+            ("click", True, "every_link|1"),
+        ]
+        jobs = current_engage.queue.scheduled_job_registry.get_job_ids()
+        assert any(job.startswith(f"engage-reminder-{reminder_id}-") for job in jobs)
+    sam = sign_in(tracked_app.test_client(), 1)
+    page = sam.get(f"/crm/engage/emails/{email_id}/interactions").get_data(as_text=True)
+    assert page.count('data-label="machine"') == 3 and 'data-label="human"' not in page
+    assert "opened by the link scanner that then followed every link" in page
+    assert "every link followed within 1 s, as a link scanner does" in page

@@ -12,6 +12,7 @@ from wtforms import IntegerField, RadioField, SelectField, StringField, TextArea
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from engage import FollowPreference
+from engage.geonames import country_code
 
 try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice.
     from wtforms import SelectChoice
@@ -40,8 +41,12 @@ def country_names(locale: str = "en") -> dict[str, str]:
     return dict(sorted(codes.items(), key=lambda item: item[1]))
 
 
-def _upper(value: str | None) -> str | None:
-    return value.strip().upper() if isinstance(value, str) else value
+def _country(value: str | None) -> str | None:
+    """A country written as a name ("Germany", "Deutschland") or a code, kept as its code."""
+    if not isinstance(value, str):
+        return value
+    code = country_code(value)
+    return code if code is not None else value.strip().upper()
 
 
 def _strip(value: str | None) -> str | None:
@@ -73,8 +78,8 @@ class PersonSettingsForm(FlaskForm):
     region = StringField(_l("State or region"), filters=[_strip], validators=[Length(max=100)])
     country = StringField(
         _l("Country code"),
-        description=_l("Two letters, such as US, DE or JP."),
-        filters=[_upper],
+        description=_l("Two letters, such as US, DE or JP, or the country's name."),
+        filters=[_country],
         validators=[Optional()],
     )
     follow_preference = RadioField(
@@ -87,7 +92,7 @@ class PersonSettingsForm(FlaskForm):
     )
 
     def validate_country(self, field: StringField) -> None:
-        """Accept only a known ISO 3166-1 alpha-2 code: geocoding and holidays need one."""
+        """Accept a known country, kept as its ISO 3166-1 alpha-2 code."""
         if field.data and field.data not in country_names():
             raise ValidationError(_l("Enter a two-letter country code, such as US, DE or JP."))
 
