@@ -153,6 +153,10 @@ def build_message(
     message["Subject"] = header_safe(email.subject)
     message["Date"] = format_datetime(email.submitted_at or utcnow())
     message["Message-ID"] = email.message_id
+    if email.in_reply_to:
+        # A later email of a sequence, in the thread of the first (S46).
+        message["In-Reply-To"] = email.in_reply_to
+        message["References"] = email.in_reply_to
     message["X-Engage-Email"] = str(email.id)
     body_html, body_text = email.html_body, email.text_body
     followed_copy = bool(email.followed and recipient.token)

@@ -50,7 +50,7 @@ from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import events
+from . import events, sequences
 from .content import html_to_text
 from .context import current_engage
 from .models import Email, Party, UnparseableMessage
@@ -718,6 +718,9 @@ def ingest(raw: bytes, *, source: str) -> ReplyOutcome:
             excerpt=reply.excerpt,
             auto_reply_reason=reply.auto_reply_reason,
         )
+        if event is not None and reply.auto_reply_reason is None:
+            # A person answered: their sequences stop (S47); an auto-reply changes nothing.
+            sequences.stop_on_reply(session, party)
         session.commit()
     except IntegrityError:
         # The same reply arrived by two doors at once; the other one stored it.

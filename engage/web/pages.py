@@ -24,9 +24,10 @@ from flask import (
     url_for,
 )
 
-from .. import organisation, queueing
+from .. import organisation, queueing, sequences
 from ..context import current_engage
 from ..i18n import gettext as _
+from ..local_time import sender_zone
 from ..records import RecordRef
 from ..timeline import Cursor, timeline_page
 from .blueprint import STATIC, blueprint, engage_root
@@ -70,6 +71,11 @@ def timeline(record_type: str, record_id: str) -> Any:
         size=current_app.config["ENGAGE_TIMELINE_PAGE_SIZE"],
     )
     context = {"record": record, "page": page, "user": user}
+    if not before and request.args.get("part") != "list":
+        # The record's sequences (S47), above its activities.
+        context["enrolments"] = sequences.enrolments_for(
+            current_engage.session, user, record.ref, sender_zone(user, None)
+        )
     if is_htmx():
         if before:
             template = "engage/_timeline_items.html"
