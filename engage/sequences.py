@@ -43,6 +43,7 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import delivery, queueing
 from .access import owned_by_visible
@@ -56,7 +57,7 @@ from .best_time import (
 from .cards import create_card
 from .content import clean_html, html_to_text
 from .context import current_engage
-from .emails import follow_status_of
+from .emails import follow_disabled_reason, follow_status_of
 from .geocoding import timezone_of
 from .i18n import gettext as _
 from .local_time import valid_zone
@@ -532,24 +533,44 @@ def advance(enrolment_ids: list[int]) -> int:
     """The job: do the due step of each enrolment (see the module's docstring). Returns how
     many steps were done."""
     done = 0
+    ids = [int(i) for i in enrolment_ids]
+    # Each step commits on its own; the batch's sequences need not be read again after each
+    # commit (each enrolment is, see _advance_one).
+    plain = current_engage.db.session()
+    expiring = plain.expire_on_commit
+    plain.expire_on_commit = False
     try:
-        for enrolment_id in enrolment_ids:
-            if _advance_one(int(enrolment_id)):
+        session = current_engage.session
+        # The batch's sequences and their steps, loaded once: each enrolment is read again
+        # (and claimed) on its own below.
+        sequence_ids = session.scalars(
+            sa.select(Enrolment.sequence_id).where(Enrolment.id.in_(ids)).distinct()
+        ).all()
+        plans = {
+            s.id: s
+            for s in session.scalars(
+                sa.select(EmailSequence)
+                .where(EmailSequence.id.in_(sequence_ids))
+                .options(selectinload(EmailSequence.steps))
+            )
+        }
+        session.commit()
+        for enrolment_id in ids:
+            if _advance_one(enrolment_id, plans):
                 done += 1
     finally:
+        plain.expire_on_commit = expiring
         with contextlib.suppress(RedisError):
-            current_engage.redis.delete(*[_queued_key(int(i)) for i in enrolment_ids])
+            current_engage.redis.delete(*[_queued_key(i) for i in ids])
     return done
 
 
-def _advance_one(enrolment_id: int) -> bool:
+def _advance_one(enrolment_id: int, plans: dict[int, EmailSequence]) -> bool:
     session = current_engage.session
     now = utcnow()
-    enrolment = session.scalar(
-        sa.select(Enrolment)
-        .where(Enrolment.id == enrolment_id)
-        .options(selectinload(Enrolment.sequence).selectinload(EmailSequence.steps))
-    )
+    enrolment = session.get(Enrolment, enrolment_id, populate_existing=True)
+    if enrolment is not None and enrolment.sequence_id in plans:
+        set_committed_value(enrolment, "sequence", plans[enrolment.sequence_id])
     if (
         enrolment is None
         or enrolment.state is not EnrolmentState.ACTIVE
@@ -698,7 +719,11 @@ def _email_for(
     delivery asks again as each copy is built).
     """
     ref = enrolment.record
-    followed = follow_status_of([(enrolment.address, ref)], wants_follow=True).followed
+    # With following off for everyone (S11, no public URL) the host need not be asked.
+    followed = (
+        follow_disabled_reason() is None
+        and follow_status_of([(enrolment.address, ref)], wants_follow=True).followed
+    )
     email = Email(
         owner_id=enrolment.owner_id,
         owner_team=enrolment.owner_team,
