@@ -167,20 +167,32 @@ def main() -> None:
                 "sequence page": timed(lambda: manager.get(page_url), repeat=60),
             }
 
-        few = measure()
-        with app.app_context():
-            # Up to 10,000: the rest, 1,000 of them due now.
-            now = utcnow()
-            rows = enrolment_rows(SMALL + 1, ENROLMENTS - SMALL, sequence_id, now, DUE)
-            for start in range(0, len(rows), 2_000):
-                db.session.execute(sa.insert(Enrolment), rows[start : start + 2_000])
-            db.session.execute(
-                sa.update(EmailSequence)
-                .values(enrolled=ENROLMENTS)
-                .where(EmailSequence.id == sequence_id)
-            )
-            db.session.commit()
-        many = measure()
+        def grow(to: int) -> None:
+            """Up to ``to`` enrolments (the rest 1,000 due now), or back down to 100."""
+            with app.app_context():
+                db.session.execute(sa.delete(Enrolment).where(Enrolment.id > SMALL))
+                if to > SMALL:
+                    now = utcnow()
+                    rows = enrolment_rows(SMALL + 1, to - SMALL, sequence_id, now, DUE)
+                    for start in range(0, len(rows), 2_000):
+                        db.session.execute(sa.insert(Enrolment), rows[start : start + 2_000])
+                db.session.execute(
+                    sa.update(EmailSequence)
+                    .values(enrolled=to)
+                    .where(EmailSequence.id == sequence_id)
+                )
+                db.session.commit()
+
+        # Two rounds each way, alternating, so that a busy moment of the machine weighs on both.
+        few: dict[str, list[float]] = {"timeline": [], "sequence page": []}
+        many: dict[str, list[float]] = {"timeline": [], "sequence page": []}
+        for _round in range(2):
+            grow(SMALL)
+            for name, times in measure().items():
+                few[name] += times
+            grow(ENROLMENTS)
+            for name, times in measure().items():
+                many[name] += times
 
         print(f"database: {url.split(':', 1)[0]}")
         for name in few:

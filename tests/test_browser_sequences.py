@@ -90,7 +90,7 @@ def test_a_manager_writes_a_sequence_and_a_rep_enrols_a_contact_and_a_list(germa
 
     # And two more from the People page's selection.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="People").click()
-    page.get_by_label("Jürgen Müller").check()
+    page.get_by_role("checkbox", name="Jürgen Müller").check()
     page.locator("input[name=records][value^='lead:']").first.check()
     page.get_by_role("button", name="Enrol selected in a sequence").click()
     page.get_by_role("heading", name="In eine Sequenz aufnehmen").wait_for()
@@ -102,5 +102,5 @@ def test_a_manager_writes_a_sequence_and_a_rep_enrols_a_contact_and_a_list(germa
     # The manager's page counts the three.
     sign_in(page, demo, "Lena Vogel")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Sequences").click()
-    page.get_by_role("link", name=NAME).click()
+    page.get_by_role("link", name=NAME, exact=True).click()
     expect(page.locator('[data-stat="enrolled"]')).to_have_text("3")
