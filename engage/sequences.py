@@ -95,7 +95,7 @@ MAX_ENROL = 500
 BATCH = 25
 MAX_DUE_PER_SWEEP = 20_000
 #: Seconds an enrolment counts as queued after the sweep queued it (see :func:`queue_due`).
-QUEUED_MARK_SECONDS = 120
+QUEUED_MARK_SECONDS = 300
 
 #: The sequence's counter for each way an enrolment ends.
 _END_COUNTERS = {
