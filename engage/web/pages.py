@@ -74,7 +74,10 @@ def timeline(record_type: str, record_id: str) -> Any:
     if not before and request.args.get("part") != "list":
         # The record's sequences (S47), above its activities.
         context["enrolments"] = sequences.enrolments_for(
-            current_engage.session, user, record.ref, sender_zone(user, None)
+            current_engage.session,
+            user,
+            record.ref,
+            sender_zone(user, request.values.get("browser_zone")),
         )
     if is_htmx():
         if before:

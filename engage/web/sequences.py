@@ -300,7 +300,10 @@ def record_enrolments(record_type: str, record_id: str) -> Any:
         record=record,
         user=user,
         enrolments=sequences.enrolments_for(
-            current_engage.session, user, record.ref, sender_zone(user, None)
+            current_engage.session,
+            user,
+            record.ref,
+            sender_zone(user, request.values.get("browser_zone")),
         ),
     )
 
