@@ -662,7 +662,11 @@ def _advance_one(enrolment_id: int, plans: dict[int, EmailSequence]) -> bool:
         # Delivered in this same job: the email is due now, another trip through the queue
         # only adds lag. Should this job die, the delivery sweep takes the email over.
         delivery.deliver(email.id)
-        _end_if_bounced(session, email.id, enrolment.address)
+        # The copy's answer, as delivery left it on the row this job holds (a copy refused
+        # after retries is found by the sweep instead).
+        if any(p.delivery_state is DeliveryState.FAILED for p in email.recipients):
+            end_enrolments_for_address(session, enrolment.address, EndReason.BOUNCED)
+            session.commit()
     return True
 
 
@@ -839,19 +843,6 @@ def _take_quota(
         else row.last_sent_at
     )
     return cast(datetime, last) + gap
-
-
-def _end_if_bounced(session: Session, email_id: int, address: str) -> None:
-    failed = session.scalar(
-        sa.select(Party.id).where(
-            Party.email_id == email_id,
-            Party.role != PartyRole.FROM,
-            Party.delivery_state == DeliveryState.FAILED,
-        )
-    )
-    if failed is not None:
-        end_enrolments_for_address(session, address, EndReason.BOUNCED)
-        session.commit()
 
 
 def _resume_after_absences(session: Session, now: datetime) -> None:
