@@ -43,7 +43,6 @@ from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from . import delivery, queueing
 from .access import owned_by_visible
@@ -534,29 +533,27 @@ def advance(enrolment_ids: list[int]) -> int:
     many steps were done."""
     done = 0
     ids = [int(i) for i in enrolment_ids]
-    # Each step commits on its own; the batch's sequences need not be read again after each
-    # commit (each enrolment is, see _advance_one).
+    # The batch's enrolments, sequences and steps are read once, and not again after each
+    # step's commit: what they say is only a guide, since each step is claimed with a
+    # conditional UPDATE that checks the enrolment's row as it is then.
     plain = current_engage.db.session()
     expiring = plain.expire_on_commit
     plain.expire_on_commit = False
     try:
         session = current_engage.session
-        # The batch's sequences and their steps, loaded once: each enrolment is read again
-        # (and claimed) on its own below.
-        sequence_ids = session.scalars(
-            sa.select(Enrolment.sequence_id).where(Enrolment.id.in_(ids)).distinct()
-        ).all()
-        plans = {
-            s.id: s
-            for s in session.scalars(
-                sa.select(EmailSequence)
-                .where(EmailSequence.id.in_(sequence_ids))
-                .options(selectinload(EmailSequence.steps))
+        batch = {
+            e.id: e
+            for e in session.scalars(
+                sa.select(Enrolment)
+                .where(Enrolment.id.in_(ids))
+                .options(selectinload(Enrolment.sequence).selectinload(EmailSequence.steps))
+                .execution_options(populate_existing=True)
             )
         }
         session.commit()
         for enrolment_id in ids:
-            if _advance_one(enrolment_id, plans):
+            enrolment = batch.get(enrolment_id)
+            if enrolment is not None and _advance_one(enrolment):
                 done += 1
     finally:
         plain.expire_on_commit = expiring
@@ -565,19 +562,14 @@ def advance(enrolment_ids: list[int]) -> int:
     return done
 
 
-def _advance_one(enrolment_id: int, plans: dict[int, EmailSequence]) -> bool:
+def _advance_one(enrolment: Enrolment) -> bool:
     session = current_engage.session
     now = utcnow()
-    enrolment = session.get(Enrolment, enrolment_id, populate_existing=True)
-    if enrolment is not None and enrolment.sequence_id in plans:
-        set_committed_value(enrolment, "sequence", plans[enrolment.sequence_id])
     if (
-        enrolment is None
-        or enrolment.state is not EnrolmentState.ACTIVE
+        enrolment.state is not EnrolmentState.ACTIVE
         or enrolment.due_at is None
         or enrolment.due_at > now
     ):
-        session.rollback()
         return False
     steps = enrolment.sequence.steps
     position = enrolment.next_position
