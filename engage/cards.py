@@ -41,7 +41,7 @@ from .organisation import engagement_enabled
 from .records import EngageUser, RecordRef
 
 #: What a card can be about.
-KINDS = frozenset({"opened", "reminder"})
+KINDS = frozenset({"opened", "reminder", "sequence_email", "sequence_call"})
 #: How urgent a card is; ``high`` cards come first in the panel.
 PRIORITIES = frozenset({"high", "normal"})
 

@@ -159,6 +159,10 @@ DEFAULTS: dict[str, Any] = {
     "ENGAGE_TEMPLATE_MIN_SAMPLE": 10,
     # For how many days after a message the sweep asks whether its opportunity was won (S31).
     "ENGAGE_TEMPLATE_WON_DAYS": 180,
+    # Sequences (S48): the most sequence emails a rep sends a day (0: no limit), and whether
+    # they are spread over the working day (one every working day / limit).
+    "ENGAGE_SEQUENCE_DAILY_LIMIT": 200,
+    "ENGAGE_SEQUENCE_SPREAD": True,
 }
 
 

@@ -161,6 +161,10 @@ def _set_headers(message: EmailMessage, email: Email) -> None:
     message["Subject"] = header_safe(email.subject)
     message["Date"] = format_datetime(email.submitted_at or utcnow())
     message["Message-ID"] = email.message_id
+    if email.in_reply_to:
+        # A later email of a sequence, in the thread of the first (S46).
+        message["In-Reply-To"] = email.in_reply_to
+        message["References"] = email.in_reply_to
     message["X-Engage-Email"] = str(email.id)
 
 

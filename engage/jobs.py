@@ -9,7 +9,17 @@ time limit; ``rq cron`` schedules :func:`sweep` and :func:`poll_imap` (see :mod:
 
 from __future__ import annotations
 
-from . import delivery, events, geocoding, queueing, reminders, replies, send_later, tracking
+from . import (
+    delivery,
+    events,
+    geocoding,
+    queueing,
+    reminders,
+    replies,
+    send_later,
+    sequences,
+    tracking,
+)
 from . import template_performance as performance
 from .models import utcnow
 
@@ -44,6 +54,11 @@ def opportunity_won(record_type: str, record_id: str) -> int:
     return performance.opportunity_won(record_type, record_id)
 
 
+def advance_sequences(enrolment_ids: list[int]) -> int:
+    """Do the due steps of these sequence enrolments (see :func:`engage.sequences.advance`)."""
+    return sequences.advance(enrolment_ids)
+
+
 def poll_imap() -> int:
     """Read the reply mailbox, if one is configured (see :func:`engage.replies.poll_imap`)."""
     return replies.poll_imap()
@@ -65,6 +80,7 @@ def sweep() -> str:
     delivery.sweep_sending(now)
     send_later.sweep_scheduled(now)
     reminders.sweep_reminders(now)
+    sequences.sweep_sequences(now)
     events.purge_tracking_details(now)
     performance.check_won(now)
     tracking.requeue_waiting_events()

@@ -177,6 +177,9 @@ class Email(Base):
     template_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("engage_template.id", ondelete="SET NULL"), index=True
     )
+    #: The Message-ID this email answers in its thread (a sequence's later step, S46): sent as
+    #: its In-Reply-To and References.
+    in_reply_to: Mapped[str | None] = mapped_column(sa.String(255))
 
     parties: Mapped[list[Party]] = relationship(
         back_populates="email", cascade="all, delete-orphan", order_by="Party.position"
@@ -746,3 +749,193 @@ class TrackingOptOut(Base):
         sa.ForeignKey("engage_party.id", ondelete="SET NULL")
     )
     opted_out_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- Sequences (SPEC S46–S48) -----------------------------------------------------------------
+
+
+class StepKind(StrEnum):
+    """What one step of a sequence does."""
+
+    #: An email rendered from a template for each recipient and sent by itself.
+    AUTO_EMAIL = "auto_email"
+    #: A draft prepared from a template that the rep sends from an assistant card.
+    MANUAL_EMAIL = "manual_email"
+    #: A phone call task: an assistant card.
+    CALL = "call"
+
+
+class EnrolmentState(StrEnum):
+    """Where one enrolment is (see :mod:`engage.sequences`)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+class EndReason(StrEnum):
+    """Why an enrolment ended (S48: where the recipients left)."""
+
+    REPLIED = "replied"
+    BOUNCED = "bounced"
+    OPTED_OUT = "opted_out"
+    FINISHED = "finished"
+    ENDED_BY_REP = "ended_by_rep"
+
+
+class EmailSequence(Base):
+    """A planned series of follow-ups kept by the sales managers (SPEC S46).
+
+    The counters of where enrolments ended are kept as enrolments end, so the sequence's page
+    never counts enrolments.
+    """
+
+    __tablename__ = "engage_sequence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    #: Later emails go as replies in the thread of the enrolment's first email.
+    thread_replies: Mapped[bool] = mapped_column(default=False)
+    created_by: Mapped[str] = mapped_column(sa.String(100))
+    updated_by: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    enrolled: Mapped[int] = mapped_column(default=0)
+    replied: Mapped[int] = mapped_column(default=0)
+    bounced: Mapped[int] = mapped_column(default=0)
+    opted_out: Mapped[int] = mapped_column(default=0)
+    finished: Mapped[int] = mapped_column(default=0)
+    ended_by_rep: Mapped[int] = mapped_column(default=0)
+
+    steps: Mapped[list[SequenceStep]] = relationship(
+        back_populates="sequence", cascade="all, delete-orphan", order_by="SequenceStep.position"
+    )
+
+
+class SequenceStep(Base):
+    """One step of a sequence: what it does, after how many of the recipient's working days.
+
+    ``sent`` counts what the step produced (emails sent, drafts or call cards made); ``opened``
+    and ``replied`` the recipients who opened (people's opens) or answered its email.
+    """
+
+    __tablename__ = "engage_sequence_step"
+    __table_args__ = (
+        sa.UniqueConstraint("sequence_id", "position", name="uq_engage_sequence_step_position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_sequence.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column()
+    kind: Mapped[StepKind] = mapped_column(_enum(StepKind, "engage_step_kind"))
+    wait_days: Mapped[int] = mapped_column(default=0)
+    template_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_template.id", ondelete="SET NULL")
+    )
+    #: What the rep reads on a call card (or a manual email's card).
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+
+    sent: Mapped[int] = mapped_column(default=0)
+    opened: Mapped[int] = mapped_column(default=0)
+    replied: Mapped[int] = mapped_column(default=0)
+
+    sequence: Mapped[EmailSequence] = relationship(back_populates="steps")
+    template: Mapped[EmailTemplate | None] = relationship()
+
+
+class Enrolment(Base):
+    """One recipient going through one sequence (SPEC S47).
+
+    ``next_position`` is the step to do next and ``due_at`` when; the sweep claims a due step
+    with a conditional UPDATE on both, so a step is done once however many jobs try. The rep's
+    name, address and zone are kept from enrolment, for the workers that send in their name.
+    """
+
+    __tablename__ = "engage_sequence_enrolment"
+    __table_args__ = (
+        sa.Index("ix_engage_sequence_enrolment_due", "state", "due_at"),
+        sa.Index("ix_engage_sequence_enrolment_record", "record_type", "record_id"),
+        sa.Index("ix_engage_sequence_enrolment_ended", "sequence_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_sequence.id", ondelete="CASCADE")
+    )
+    record_type: Mapped[str] = mapped_column(sa.String(50))
+    record_id: Mapped[str] = mapped_column(sa.String(100))
+    #: The recipient's address, lower case.
+    address: Mapped[str] = mapped_column(sa.String(320), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200), default="")
+    owner_id: Mapped[str] = mapped_column(sa.String(100))
+    owner_team: Mapped[str | None] = mapped_column(sa.String(100))
+    owner_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    owner_email: Mapped[str] = mapped_column(sa.String(320), default="")
+    owner_zone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    state: Mapped[EnrolmentState] = mapped_column(
+        _enum(EnrolmentState, "engage_enrolment_state"), default=EnrolmentState.ACTIVE
+    )
+    end_reason: Mapped[EndReason | None] = mapped_column(_enum(EndReason, "engage_end_reason"))
+    next_position: Mapped[int] = mapped_column(default=0)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Paused through an absence until then (``None`` while paused by the rep).
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    thread_message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    thread_subject: Mapped[str | None] = mapped_column(sa.String(998))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    sequence: Mapped[EmailSequence] = relationship()
+
+    @property
+    def record(self) -> RecordRef:
+        """The contact or lead enrolled."""
+        return RecordRef(self.record_type, self.record_id)
+
+
+class SequenceSend(Base):
+    """One step done for one enrolment: the email sent, or the draft or card made.
+
+    Unique per enrolment and step, so no step is ever done twice for a recipient.
+    """
+
+    __tablename__ = "engage_sequence_send"
+    __table_args__ = (
+        sa.UniqueConstraint("enrolment_id", "position", name="uq_engage_sequence_send_step"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrolment_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("engage_sequence_enrolment.id", ondelete="CASCADE")
+    )
+    step_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_sequence_step.id", ondelete="SET NULL"), index=True
+    )
+    position: Mapped[int] = mapped_column()
+    email_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_email.id", ondelete="SET NULL"), index=True
+    )
+    party_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_party.id", ondelete="SET NULL")
+    )
+    card_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engage_card.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    opened: Mapped[bool] = mapped_column(default=False, index=True)
+    replied: Mapped[bool] = mapped_column(default=False)
+
+
+class SequenceQuota(Base):
+    """How many sequence emails a rep sent on one day of theirs, and when the last went (S48)."""
+
+    __tablename__ = "engage_sequence_quota"
+
+    owner_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    day: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    sent: Mapped[int] = mapped_column(default=0)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -58,6 +58,8 @@ LOOKUP_TIMEZONE = JobSpec("lookup_timezone", timeout=120, result_ttl=300)
 PERSIST_EVENTS = JobSpec("persist_events", timeout=600, result_ttl=60)
 #: Counts a won opportunity for the templates of its emails.
 OPPORTUNITY_WON = JobSpec("opportunity_won", timeout=180)
+#: Does the due steps of a batch of sequence enrolments (S46–S48).
+ADVANCE_SEQUENCES = JobSpec("advance_sequences", timeout=600, result_ttl=600)
 #: The periodic sweep (``rq cron``).
 SWEEP = JobSpec("sweep", timeout=600)
 #: Reads the reply mailbox (``rq cron``).
@@ -73,6 +75,7 @@ JOBS = {
         LOOKUP_TIMEZONE,
         PERSIST_EVENTS,
         OPPORTUNITY_WON,
+        ADVANCE_SEQUENCES,
         SWEEP,
         POLL_IMAP,
     )

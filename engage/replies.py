@@ -50,7 +50,7 @@ from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import absences, events
+from . import absences, events, sequences
 from .best_time import working_hours_from_config
 from .content import html_to_text
 from .context import current_engage
@@ -737,6 +737,9 @@ def ingest(raw: bytes, *, source: str) -> ReplyOutcome:
         )
         if event is not None and reply.returns_on is not None:
             _note_absence(session, party, event.id, reply.returns_on, event.occurred_at)
+        if event is not None and reply.auto_reply_reason is None:
+            # A person answered: their sequences stop (S47); an auto-reply changes nothing.
+            sequences.stop_on_reply(session, party)
         session.commit()
     except IntegrityError:
         # The same reply arrived by two doors at once; the other one stored it.

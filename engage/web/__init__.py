@@ -10,6 +10,7 @@ here, in one place, so that registering the blueprint registers every screen:
 - :mod:`.emails`: an email's page, its interactions, rescheduling and its reminder
 - :mod:`.assistant`: the action cards of the assistant panel
 - :mod:`.templates`: the sales managers' email templates
+- :mod:`.sequences`: the sales managers' sequences, enrolling records, an enrolment's controls
 - :mod:`.bulk`: one email each to a selection of records
 - :mod:`.inbound`: the inbound endpoint for replies
 - :mod:`.tracking`: the pixel, click and attachment URLs recipients fetch
@@ -29,6 +30,7 @@ from . import (  # noqa: F401  (importing a route module registers its views)
     inbound,
     opt_out,
     pages,
+    sequences,
     templates,
     tracking,
 )

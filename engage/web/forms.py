@@ -11,8 +11,18 @@ import re
 from html import unescape
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import (
+    BooleanField,
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from ..content import clean_html, text_to_html
 from ..i18n import lazy_gettext
@@ -52,3 +62,31 @@ class TemplateForm(FlaskForm):
         source = self.body.data or ""
         html = clean_html(source if self.body_format.data == "html" else text_to_html(source))
         return _JINJA_TAG.sub(lambda m: unescape(m.group(0)), html)
+
+
+class StepForm(Form):
+    """One step of a sequence, inside :class:`SequenceForm` (its CSRF token covers it)."""
+
+    kind = SelectField(lazy_gettext("What happens"), default="auto_email")
+    wait_days = IntegerField(
+        lazy_gettext("Wait (working days)"),
+        default=0,
+        validators=[InputRequired(), NumberRange(min=0, max=365)],
+    )
+    template = SelectField(lazy_gettext("Template"), default="")
+    notes = TextAreaField(lazy_gettext("Notes for the rep"), validators=[Length(max=2000)])
+    remove = BooleanField(lazy_gettext("Remove this step"))
+
+
+class SequenceForm(FlaskForm):
+    """A sequence as a sales manager writes it (S46)."""
+
+    name = StringField(lazy_gettext("Name"), validators=[DataRequired(), Length(max=200)])
+    thread_replies = BooleanField(lazy_gettext("Send later emails as replies in the same thread"))
+    steps = FieldList(FormField(StepForm), min_entries=1, max_entries=20)
+
+
+class EnrolForm(FlaskForm):
+    """The records a rep enrols, and the sequence (S47)."""
+
+    sequence = SelectField(lazy_gettext("Sequence"), validators=[DataRequired()])

@@ -27,9 +27,10 @@ from flask import (
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from .. import organisation, queueing
+from .. import organisation, queueing, sequences
 from ..context import current_engage
 from ..i18n import gettext as _
+from ..local_time import sender_zone
 from ..models import utcnow
 from ..opt_out import opt_out_line_enabled, set_opt_out_line
 from ..records import EngageUser, RecordRef
@@ -68,6 +69,14 @@ def _timeline_context(record: Any, user: EngageUser, before: Cursor | None = Non
     )
     context: dict[str, Any] = {"record": record, "page": page, "user": user}
     context.update(_live_poll(record, page.activities))
+    if before is None and request.args.get("part") != "list":
+        # The record's sequences (S47), above its activities.
+        context["enrolments"] = sequences.enrolments_for(
+            current_engage.session,
+            user,
+            record.ref,
+            sender_zone(user, request.values.get("browser_zone")),
+        )
     return context
 
 

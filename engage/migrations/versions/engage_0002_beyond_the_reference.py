@@ -1,6 +1,6 @@
 """Out-of-office absences, recipients' own opt-outs, and reminders on links and files.
 
-Revision ID: engage_0002_beyond
+Revision ID: engage_0002
 Revises: engage_0001
 Create Date: 2026-11-30
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # Revision identifiers, used by Alembic.
-revision = "engage_0002_beyond"
+revision = "engage_0002"
 down_revision = "engage_0001"
 branch_labels = None
 depends_on = None
