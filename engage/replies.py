@@ -757,7 +757,7 @@ def _note_absence(
 ) -> None:
     # The recipient's zone, when it is known already: their return is their working day's start.
     row = timezone_of(party.record, enqueue=False) if party.record else None
-    absences.note_auto_reply(
+    absence = absences.note_auto_reply(
         session,
         party,
         event_id=event_id,
@@ -766,6 +766,9 @@ def _note_absence(
         zone=row.timezone if row is not None else None,
         hours=working_hours_from_config(current_app.config),
     )
+    if absence is not None:
+        # Their sequences wait until they are back (S47).
+        sequences.pause_enrolments_until(session, party.address, absence.until)
 
 
 # -- the IMAP mailbox -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,6 +31,7 @@ from engage.models import (
     StepKind,
     utcnow,
 )
+from engage.opt_out import opt_out_url
 from engage.records import RecordRef
 from engage.sequences import (
     StepInput,
@@ -380,6 +382,57 @@ def test_an_absence_pauses_the_enrolment_and_it_resumes_after_the_return(
     make_due(app)
     run_worker()
     assert [m.rcpt_tos for m in smtp_sink.messages] == [["ada@example.com"]]
+
+
+def test_an_out_of_office_reply_with_a_return_date_pauses_the_sequence_until_then(
+    app, smtp_sink, run_worker, greeting
+):
+    # Through the door a mail server uses: the auto-reply reaches the inbound endpoint (S42),
+    # and the recipient's sequence waits for their return (S47).
+    sequence_id = add_sequence(
+        app, (StepKind.AUTO_EMAIL, 0, greeting), (StepKind.AUTO_EMAIL, 1, greeting)
+    )
+    (ada,) = enrol_now(app, sequence_id, ADA, at=utcnow() - timedelta(days=7))
+    make_due(app)
+    run_worker()
+    first = smtp_sink.messages[0].message["Message-ID"]
+    back_on = (utcnow() + timedelta(days=14)).date()
+    away = reply(
+        first,
+        subject="Abwesenheitsnotiz: Welcome, Ada",
+        text=f"Guten Tag,\n\nich bin ab dem {back_on:%d.%m.%Y} wieder im Büro.",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    assert post_inbound(app, away).get_json()["status"] == "auto_reply"
+    row = enrolment(app, ada)
+    assert row.state is EnrolmentState.PAUSED
+    assert row.paused_until is not None and row.paused_until.date() >= back_on
+    make_due(app)
+    run_worker()
+    assert len(smtp_sink.messages) == 1  # nothing more while Ada is away
+
+
+def test_the_recipients_opt_out_link_ends_their_sequence(app, smtp_sink, run_worker, greeting):
+    sequence_id = add_sequence(
+        app, (StepKind.AUTO_EMAIL, 0, greeting), (StepKind.AUTO_EMAIL, 1, greeting)
+    )
+    (ada,) = enrol_now(app, sequence_id, ADA, at=utcnow() - timedelta(days=7))
+    make_due(app)
+    run_worker()
+    app.config["ENGAGE_PUBLIC_URL"] = "https://crm.example.com"  # where the link points
+    with app.app_context():
+        party = db.session.scalars(
+            sa.select(Party).where(Party.address == "ada@example.com", Party.role == PartyRole.TO)
+        ).one()
+        path = urlsplit(opt_out_url(party, "de")).path
+    # One click on the link's confirmation page: a POST, without signing in (S43).
+    assert app.test_client().post(path).status_code == 200
+    row = enrolment(app, ada)
+    assert (row.state, row.end_reason.value) == (EnrolmentState.ENDED, "opted_out")
+    assert sequence_row(app, sequence_id).opted_out == 1
+    make_due(app)
+    run_worker()
+    assert len(smtp_sink.messages) == 1
 
 
 def test_the_daily_limit_holds_back_what_is_over_it_until_the_reps_next_day(

@@ -13,8 +13,9 @@ from typing import Any
 from flask import abort, render_template, request
 from flask_babel import force_locale
 
+from .. import sequences
 from ..context import current_engage
-from ..models import Party
+from ..models import EndReason, Party
 from ..opt_out import apply_opt_out, read_opt_out_token
 from .blueprint import CSRF_EXEMPT, blueprint
 from .tracking import NO_STORE
@@ -30,6 +31,12 @@ def opt_out(token: str) -> Any:
     state = "done" if party.opted_out_at is not None else "ask"
     if request.method == "POST" and state == "ask":
         state = "done_now" if apply_opt_out(current_engage.session, party) else "done"
+        if state == "done_now":
+            # Their sequences end here too (S47).
+            sequences.end_enrolments_for_address(
+                current_engage.session, party.address, EndReason.OPTED_OUT
+            )
+            current_engage.session.commit()
     with force_locale(link.language):
         page = render_template(
             "engage/opt_out_page.html",
