@@ -193,7 +193,14 @@ def _act(user: EngageUser, email: Email | None, draft: DraftInput, errors: dict[
             "The time chosen in Send later has passed. Choose a new time or remove the delay."
         )
     errors.update(emails.check(draft, sending=sending))
-    errors.update(reminders.check_draft(draft, followed=followed(draft), sending=sending))
+    errors.update(
+        reminders.check_draft(
+            draft,
+            followed=followed(draft),
+            sending=sending,
+            files=[i for i, _name in reminders.followed_files(email)] if email else None,
+        )
+    )
     # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
     upload = chosen_file()
     if errors:
