@@ -353,6 +353,32 @@ class ModelAdapter:
                 return record_type.record(obj)
         raise TypeError(f"{type(obj).__name__} is none of this adapter's models")
 
+    def set_follow_preference(self, ref: RecordRef, preference: FollowPreference) -> bool:
+        """Store a recipient's own opt-out (SPEC S43) on the model, and commit.
+
+        Only a record type whose ``follow`` is a plain attribute name of the model can take
+        it: a bool attribute gets ``True``/``False``, any other gets ``"allow"`` /
+        ``"do_not_allow"``. Otherwise (no ``follow``, a dotted path, a callable) this answers
+        ``False`` and engage keeps the opt-out in its own table.
+        """
+        record_type = self.types.get(ref.type)
+        spec = record_type.follow if record_type is not None else None
+        if record_type is None or not isinstance(spec, str) or "." in spec:
+            return False
+        ident = record_type._identity(ref.id)
+        session = current_engage.session
+        obj = (
+            session.scalars(record_type._select().where(record_type._pk == ident)).one_or_none()
+            if ident is not None
+            else None
+        )
+        if obj is None or not hasattr(obj, spec):
+            return False
+        allowed = preference is FollowPreference.ALLOW
+        setattr(obj, spec, allowed if isinstance(getattr(obj, spec), bool) else preference.value)
+        session.commit()
+        return True
+
     def get(self, ref: RecordRef) -> Record | None:
         """The record ``ref`` points at, or ``None`` for an unknown type or id."""
         record_type = self.types.get(ref.type)

@@ -321,17 +321,33 @@ def condition_options(followed: bool) -> list[tuple[str, str]]:
 # -- the compose panel ----------------------------------------------------------------------
 
 
-def check_draft(draft: DraftInput, *, followed: bool, sending: bool) -> dict[str, str]:
-    """Check the draft's reminder again on Save and Send (Follow or the send time may have
-    changed since OK); only Send insists on a future time."""
+def check_draft(
+    draft: DraftInput,
+    *,
+    followed: bool,
+    sending: bool,
+    files: Sequence[int] | None = None,
+) -> dict[str, str]:
+    """Check the draft's reminder again on Save and Send (Follow, the send time, the files or
+    the recipients may have changed since OK); only Send insists on a future time.
+
+    :param files: the draft's followed attachments, when it has been saved.
+    """
     if draft.reminder is None:
         return {}
+    recipients = [
+        a.address
+        for field_name in ("to", "cc", "bcc")
+        for a in parse_addresses(getattr(draft, field_name)).valid
+    ]
     return check(
         draft.reminder,
         followed=followed,
         send_at=draft.send_at,
         now=utcnow(),
         must_be_future=sending,
+        files=files,
+        recipients=recipients,
     )
 
 

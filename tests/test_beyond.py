@@ -500,3 +500,29 @@ def test_record_absence_and_absent_until_are_plain_domain_functions(beyond_app):
         assert absent_until(db.session, "jonas@example.de", back) is None
         assert absent_until(db.session, "jonas@example.de", noted - timedelta(hours=1)) is None
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Email)) == 0
+
+
+def test_link_and_file_conditions_judge_peoples_events_as_plain_values():
+    from engage.reminders import RecipientFacts, evaluate, summary
+
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    ada = RecipientFacts("Ada", address="ada@example.com", file_opened_at={7: at})
+    grace = RecipientFacts("Grace", address="grace@example.com", first_click_at=at)
+    assert evaluate(NO_CLICK, [ada], "Offer").holds
+    assert evaluate(NO_CLICK, [ada, grace], "Offer") == evaluate(NO_CLICK, [grace], "Offer")
+    assert not evaluate(NO_CLICK, [grace], "Offer").holds
+    assert evaluate(NO_CLICK, [grace], "Offer").met_at == at
+    opened = evaluate(FILE_NOT_OPENED, [ada], "Offer", attachment_id=7, attachment_name="a.pdf")
+    assert (opened.holds, opened.what) == (False, "Ada opened a.pdf")
+    assert evaluate(FILE_NOT_OPENED, [ada], "Offer", attachment_id=8).holds
+    assert not evaluate(FILE_NOT_OPENED, [ada], "Offer").holds  # any file
+    text = summary(
+        condition=FILE_NOT_OPENED,
+        remind_at=at + timedelta(days=1),
+        state="pending",
+        who="Ada",
+        zone="Europe/Berlin",
+        now=at,
+        file="a.pdf",
+    )
+    assert text == "Remind me Wed 10:00 if Ada hasn't opened a.pdf"

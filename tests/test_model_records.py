@@ -200,6 +200,23 @@ def test_follow_won_labels_string_keys_and_template_values(app):
     assert bolt.follow_preference is FollowPreference.DO_NOT_ALLOW and bolt.email is None
 
 
+def test_a_recipients_own_opt_out_is_written_to_the_models_follow_attribute(app):
+    from engage.records import FollowPreferenceWriter
+
+    assert isinstance(adapter, FollowPreferenceWriter)
+    with app.app_context():
+        assert adapter.get(RecordRef("donor", "1")).follow_preference is FollowPreference.ALLOW
+        assert adapter.set_follow_preference(RecordRef("donor", "1"), FollowPreference.DO_NOT_ALLOW)
+        donor = adapter.get(RecordRef("donor", "1"))
+        assert donor.follow_preference is FollowPreference.DO_NOT_ALLOW
+        assert adapter.set_follow_preference(RecordRef("account", "ACME"), FollowPreference.ALLOW)
+        assert adapter.get(RecordRef("account", "ACME")).follow_preference is FollowPreference.ALLOW
+        # Nothing to write to: an unknown type, a missing row, a row the condition excludes.
+        assert not adapter.set_follow_preference(RecordRef("planet", "1"), FollowPreference.ALLOW)
+        assert not adapter.set_follow_preference(RecordRef("donor", "999"), FollowPreference.ALLOW)
+        assert not adapter.set_follow_preference(RecordRef("donor", "3"), FollowPreference.ALLOW)
+
+
 def test_get_is_none_for_unknown_types_ids_and_rows_the_condition_excludes(app):
     with app.app_context():
         assert adapter.get(RecordRef("planet", "1")) is None

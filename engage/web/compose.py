@@ -249,7 +249,14 @@ def _act(user: EngageUser, email: Email | None, draft: DraftInput, errors: dict[
         errors["follow"] = changed
     for name, problem in emails.check(draft, sending=sending).items():
         errors.setdefault(name, problem)  # a name looked up and not found says so itself
-    errors.update(reminders.check_draft(draft, followed=followed(draft), sending=sending))
+    errors.update(
+        reminders.check_draft(
+            draft,
+            followed=followed(draft),
+            sending=sending,
+            files=[i for i, _name in reminders.followed_files(email)] if email else None,
+        )
+    )
     # A file chosen but not yet attached goes with Save or Send, as the rep would expect.
     upload = chosen_file()
     if errors:
