@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from string import Formatter
 from typing import Any, TypeVar
 
-from jinja2 import TemplateError, TemplateSyntaxError, Undefined, nodes, pass_eval_context
+from jinja2 import Template, TemplateError, TemplateSyntaxError, Undefined, nodes, pass_eval_context
 from jinja2.filters import make_attrgetter
 from jinja2.parser import Parser
 from jinja2.runtime import Context, markup_join, str_join
@@ -234,15 +234,21 @@ def render_template_text(source: str, values: Mapping[str, object], *, html: boo
         large, or would compute or produce too much; the message names the line when known.
     :raises TemplateBroken: on a syntax error or an error while rendering.
     """
+    environment = _HTML_ENVIRONMENT if html else _TEXT_ENVIRONMENT
+    template: Template | None
     try:
-        tree = _parse(source)
+        template = _compiled(source, html)
     except _Refusal as exc:
         raise TemplateRefused(f"Line {exc.line}: {exc}") from None
-    environment = _HTML_ENVIRONMENT if html else _TEXT_ENVIRONMENT
+    except TemplateBroken:
+        raise
+    except Exception:  # noqa: BLE001
+        template = None  # compiling failed: done again below, where its error is explained
     state = _RenderState(values)
     token = _current_render.set(state)
     try:
-        template = environment.from_string(_Measured(environment).visit(tree))
+        if template is None:
+            template = environment.from_string(_Measured(environment).visit(_parse(source)))
         parts: list[str] = []
         length = 0
         for part in template.generate(**values):
@@ -262,6 +268,15 @@ def render_template_text(source: str, values: Mapping[str, object], *, html: boo
     finally:
         _current_render.reset(token)
     return Rendered("".join(parts), tuple(dict.fromkeys(state.missing)))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str, html: bool) -> Template:
+    """``source`` parsed, checked, measured and compiled, once per process: a sequence renders
+    one template for every recipient, and compiling costs more than rendering. What a render
+    may do is enforced while it runs (:class:`_RenderState`), so the compiled form is shared."""
+    environment = _HTML_ENVIRONMENT if html else _TEXT_ENVIRONMENT
+    return environment.from_string(_Measured(environment).visit(_parse(source)))
 
 
 def _template_line(exc: BaseException) -> int | None:
