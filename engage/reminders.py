@@ -30,7 +30,7 @@ from .cards import create_card
 from .content import parse_addresses
 from .context import current_engage
 from .emails import DraftInput, ReminderInput
-from .i18n import format_when, ngettext
+from .i18n import format_local, read, stored
 from .i18n import gettext as _
 from .local_time import HORIZON
 from .models import (
@@ -102,22 +102,23 @@ def evaluate(condition: str, recipients: Sequence[RecipientFacts], subject: str)
 
     *No reply* holds while no recipient has replied, *not opened* while none has opened the
     email, *anyway* always. When it does not hold, ``what`` says who did what first and
-    ``met_at`` when.
+    ``met_at`` when. ``what`` is a stored message (:func:`engage.i18n.stored`), read in the
+    reader's language when shown.
     """
-    subject = subject or _("(no subject)")
+    subject = subject[:120] if subject else stored("subject.none")
     if condition == NO_REPLY:
         replied = [r for r in recipients if r.replied_at is not None]
         if replied:
             first = min(replied, key=_replied_at)
-            return Verdict(False, _("%(name)s replied", name=first.name), first.replied_at)
-        return Verdict(True, _("No reply yet to “%(subject)s”.", subject=subject))
+            return Verdict(False, stored("reminder.replied", name=first.name), first.replied_at)
+        return Verdict(True, stored("reminder.no_reply", subject=subject))
     if condition == NOT_OPENED:
         opened = [r for r in recipients if r.opens > 0]
         if opened:
             first = min(opened, key=_first_open_at)
-            return Verdict(False, _("%(name)s opened it", name=first.name), first.first_open_at)
-        return Verdict(True, _("“%(subject)s” has not been opened yet.", subject=subject))
-    return Verdict(True, _("Your reminder for “%(subject)s”.", subject=subject))
+            return Verdict(False, stored("reminder.opened", name=first.name), first.first_open_at)
+        return Verdict(True, stored("reminder.not_opened", subject=subject))
+    return Verdict(True, stored("reminder.anyway", subject=subject))
 
 
 def check(
@@ -153,11 +154,8 @@ def check(
 
 
 def when_text(moment: datetime, zone: str, now: datetime) -> str:
-    """A short time in ``zone``: ``Tue 09:00`` within the coming week, else with the date."""
-    local = moment.astimezone(ZoneInfo(zone))
-    if abs((moment - now).total_seconds()) < 6 * 86400:
-        return format_when(local, "short")
-    return format_when(local, "long")
+    """A time in ``zone`` as the rep reads it (see :func:`engage.i18n.format_local`)."""
+    return format_local(moment, zone, now=now)
 
 
 def _if_phrase(condition: str, who: str | None) -> str:
@@ -191,9 +189,9 @@ def summary(
             when=when_text(fired_at or remind_at, zone, now),
         )
     if state == RESOLVED:
-        reason = resolved_reason or ""
+        reason = read(resolved_reason)
         if met_at is not None:
-            reason = _("%(what)s on %(when)s", what=reason, when=when_text(met_at, zone, now))
+            reason = _("%(what)s (%(when)s)", what=reason, when=when_text(met_at, zone, now))
         return _("Resolved itself, no reminder needed: %(reason)s.", reason=reason)
     phrase = _if_phrase(condition, who)
     if remind_at <= now:
@@ -327,8 +325,12 @@ def resolve_met(session: Session, email_ids: Sequence[int] | set[int]) -> int:
 def _lateness(late: timedelta) -> str:
     minutes = round(late.total_seconds() / 60)
     if minutes >= 1:
-        return ngettext("%(num)d minute", "%(num)d minutes", minutes)
-    return ngettext("%(num)d second", "%(num)d seconds", int(late.total_seconds()))
+        return stored("minutes", num=minutes)
+    return stored("seconds", num=int(late.total_seconds()))
+
+
+def _stored_pair(first: str, second: str) -> str:
+    return stored("two", first=first, second=second)
 
 
 def _display_name(party: Party) -> str:
@@ -388,7 +390,7 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
     body = verdict.what
     late = now - due_at
     if requeued and late > timedelta(seconds=5):
-        body += " " + _("Fired %(late)s late: the reminder job was lost.", late=_lateness(late))
+        body = _stored_pair(body, stored("reminder.late", late=_lateness(late)))
     create_card(
         session,
         owner_id=row.owner_id,
