@@ -227,7 +227,90 @@ MESSAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "delivery.missing_attachment": lambda p: _(
         "The attachment %(filename)s is missing from the attachment store.", **p
     ),
+    # Time-zone lookups (engage.geocoding): places and regions are names as GeoNames or the
+    # address gives them; countries are codes, named in the reader's language.
+    "geo.no_address": lambda p: _("The record has no address."),
+    "geo.no_country": lambda p: _("The address has no country."),
+    "geo.unknown_country": lambda p: _("“%(country)s” is not a known country.", **p),
+    "geo.zone_of": lambda p: _("The time zone of %(where)s.", where=_where(p)),
+    "geo.zone_of_largest": lambda p: _(
+        "The time zone of %(where)s, by far the largest place of that name.", where=_where(p)
+    ),
+    "geo.ambiguous": lambda p: _(
+        "Places called %(city)s lie in several time zones of %(country)s (%(listed)s); "
+        "add the state or province to the address.",
+        city=p["city"],
+        country=country_in_sentence(p["country"]),
+        listed=p["listed"],
+    ),
+    "geo.city.unknown": lambda p: _(
+        "No city called %(city)s in %(area)s, and no places of %(area)s are known.",
+        city=p["city"],
+        area=_area(p),
+    ),
+    "geo.no_city.unknown": lambda p: _(
+        "The address has no city, and no places of %(area)s are known.", area=_area(p)
+    ),
+    "geo.city.several": lambda p: _(
+        "No city called %(city)s in %(area)s, and %(area)s spans several time zones.",
+        city=p["city"],
+        area=_area(p),
+    ),
+    "geo.no_city.several": lambda p: _(
+        "The address has no city, and %(area)s spans several time zones.", area=_area(p)
+    ),
+    "geo.city.one": lambda p: _(
+        "No city called %(city)s in %(area)s; %(area)s has one time zone.",
+        city=p["city"],
+        area=_area(p),
+    ),
+    "geo.no_city.one": lambda p: _(
+        "The address has no city; %(area)s has one time zone.", area=_area(p)
+    ),
+    "geo.service_failed": lambda p: _("%(service)s could not be asked: %(detail)s", **p),
+    "geo.service_unknown": lambda p: _("%(service)s does not know this address.", **p),
+    "geo.at_sea": lambda p: _("%(service)s placed the address at sea (%(position)s).", **p),
+    "geo.located": lambda p: _("Located by %(service)s.", **p),
+    "geo.no_zone": lambda p: _("No time zone was found for this address."),
+    "geo.found": lambda p: _("The time zone was found from the address."),
 }
+
+#: English country names that read better in a sentence ("in the United States").
+_EN_COUNTRY_IN_SENTENCE = {
+    "US": "the United States",
+    "GB": "the United Kingdom",
+    "NL": "the Netherlands",
+    "AE": "the United Arab Emirates",
+    "PH": "the Philippines",
+}
+
+
+def country_name(code: str) -> str:
+    """A country's name in the reader's language, from its ISO code (``"DE"``)."""
+    from babel import Locale
+
+    locale = Locale.parse(str(_locale()))
+    return str(locale.territories.get(code.upper(), code))
+
+
+def country_in_sentence(code: str) -> str:
+    """A country's name as it reads inside a sentence ("the United States" in English)."""
+    if str(_locale()).split("_")[0] == "en" and code.upper() in _EN_COUNTRY_IN_SENTENCE:
+        return _EN_COUNTRY_IN_SENTENCE[code.upper()]
+    return country_name(code)
+
+
+def _where(p: dict[str, Any]) -> str:
+    parts = [
+        p.get("place"),
+        p.get("region"),
+        country_name(p["country"]) if p.get("country") else "",
+    ]
+    return ", ".join(str(part) for part in parts if part)
+
+
+def _area(p: dict[str, Any]) -> str:
+    return str(p["region"]) if p.get("region") else country_in_sentence(p["country"])
 
 
 def stored(key: str, /, **params: Any) -> str:
@@ -240,8 +323,21 @@ def stored(key: str, /, **params: Any) -> str:
     """
     if key not in MESSAGES:
         raise KeyError(f"unknown stored message {key!r}")
-    body = json.dumps({"k": key, "p": params}, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(_message(key, params), ensure_ascii=False, separators=(",", ":"))
     return STORED_PREFIX + body
+
+
+def _message(key: str, params: dict[str, Any]) -> dict[str, Any]:
+    # A parameter that is itself a stored message is kept as its data, not as escaped text.
+    return {
+        "k": key,
+        "p": {
+            name: json.loads(value[len(STORED_PREFIX) :])
+            if isinstance(value, str) and value.startswith(STORED_PREFIX)
+            else value
+            for name, value in params.items()
+        },
+    }
 
 
 def read(text: str | None) -> str:
@@ -252,13 +348,15 @@ def read(text: str | None) -> str:
     if not text.startswith(STORED_PREFIX):
         return text
     try:
-        data = json.loads(text[len(STORED_PREFIX) :])
-        say = MESSAGES[data["k"]]
-        params = {
-            name: read(value) if isinstance(value, str) else value
-            for name, value in dict(data.get("p") or {}).items()
-        }
-        return say(params)
+        return _say(json.loads(text[len(STORED_PREFIX) :]))
     except (ValueError, KeyError, TypeError):
         # A message this version does not know (written by a newer one): never fail a page.
         return ""
+
+
+def _say(data: dict[str, Any]) -> str:
+    params = {
+        name: _say(value) if isinstance(value, dict) and "k" in value else value
+        for name, value in dict(data.get("p") or {}).items()
+    }
+    return MESSAGES[data["k"]](params)

@@ -7,6 +7,7 @@ and the globals (``engage_assets()``, ``engage_timeline()``, ``_e`` …) a host'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -218,9 +219,37 @@ def engage_assets(nonce: str | None = None) -> Markup:
         f'<script src="{url_for("engage.static", filename="engage/engage.js")}" defer'
         f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"'
         f' data-msg-error="{escape(error)}" data-msg-offline="{escape(offline)}"'
+        f' data-trix-lang="{escape(json.dumps(trix_words(), ensure_ascii=False))}"'
         "></script>",
     ]
     return Markup("\n".join(parts))
+
+
+def trix_words() -> dict[str, str]:
+    """The words of the Trix editor's toolbar and link dialog (``Trix.config.lang``), translated."""
+    return {
+        "bold": _("Bold"),
+        "italic": _("Italic"),
+        "strike": _("Strikethrough"),
+        "link": _("Link"),
+        "unlink": _("Unlink"),
+        "heading1": _("Heading"),
+        "quote": _("Quote"),
+        "code": _("Code"),
+        "bullets": _("Bullets"),
+        "numbers": _("Numbers"),
+        "outdent": _("Decrease level"),
+        "indent": _("Increase level"),
+        "undo": _("Undo"),
+        "redo": _("Redo"),
+        "attachFiles": _("Attach files"),
+        "url": _("URL"),
+        "urlPlaceholder": _("Enter a URL…"),
+        "remove": _("Remove"),
+        "captionPlaceholder": _("Add a caption…"),
+        "byte": _("Byte"),
+        "bytes": _("Bytes"),
+    }
 
 
 def engage_timeline(ref: RecordRef | str, record_id: object = None) -> Markup:
