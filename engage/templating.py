@@ -153,9 +153,9 @@ FIELDS: tuple[TemplateField, ...] = (
     TemplateField("recipient.email", _n("Recipient's email address"), "ada@example.com"),
     TemplateField("recipient.city", _n("Recipient's city"), "London"),
     TemplateField("recipient.country", _n("Recipient's country"), "GB"),
-    TemplateField("recipient.type_label", _n("Recipient's record type"), "Contact"),
-    TemplateField("regarding.name", _n("Regarding record's name"), "Analytical Engine upgrade"),
-    TemplateField("regarding.type_label", _n("Regarding record's type"), "Opportunity"),
+    TemplateField("recipient.type_label", _n("Recipient's record type"), _n("Contact")),
+    TemplateField("regarding.name", _n("Regarding record's name"), _n("Analytical Engine upgrade")),
+    TemplateField("regarding.type_label", _n("Regarding record's type"), _n("Opportunity")),
     TemplateField("order_number", _n("Order number"), "10042"),
 )
 
