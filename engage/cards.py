@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from .access import owned_by_visible
 from .context import current_engage
+from .i18n import STORED_PREFIX, stored
 from .i18n import gettext as _
-from .i18n import ngettext
 from .local_time import HORIZON, parse_local
 from .models import (
     Activity,
@@ -66,8 +66,10 @@ def create_card(
     :param owner_team: their team, so their sales manager sees the card too.
     :param kind: ``"opened"`` or ``"reminder"``.
     :param priority: ``"high"`` or ``"normal"``.
-    :param title: what happened, in one line the rep reads first.
-    :param body: more detail, shown under the title.
+    :param title: what happened, in one line the rep reads first: plain text (a rep's own
+        words, such as a reminder's title) or a :func:`engage.i18n.stored` message, read in the
+        reader's language (see :attr:`Card.title_text`).
+    :param body: more detail, shown under the title; plain or stored like ``title``.
     :param email_id: the email the card is about; the card links to it.
     :param regarding: the email's regarding record; the card links to it and a phone call
         created from the card lands on its timeline.
@@ -86,7 +88,7 @@ def create_card(
         owner_team=owner_team,
         kind=kind,
         priority=priority,
-        title=title[:300],
+        title=title if title.startswith(STORED_PREFIX) else title[:300],
         body=body,
         email_id=email_id,
         record_type=regarding.type if regarding else None,
@@ -134,7 +136,8 @@ def cards_for_opens(session: Session, opens: list[tuple[Party, datetime]]) -> li
             continue
         last[email.id] = max(when, utcnow())
         who = party.name or _record_name(party.record) or party.address
-        subject = email.subject or _("(no subject)")
+        # Stored as what happened, read in the rep's language when shown (S45).
+        subject = email.subject[:120] if email.subject else stored("subject.none")
         made.append(
             create_card(
                 session,
@@ -142,15 +145,10 @@ def cards_for_opens(session: Session, opens: list[tuple[Party, datetime]]) -> li
                 owner_team=email.owner_team,
                 kind="opened",
                 priority="normal",
-                title=_("%(who)s opened ‘%(subject)s’", who=who, subject=subject),
-                body=_("First open by %(address)s.", address=party.address)
+                title=stored("card.opened.title", who=who[:80], subject=subject),
+                body=stored("card.opened.first", address=party.address)
                 if party.opens <= 1
-                else ngettext(
-                    "%(address)s has opened it %(num)d time.",
-                    "%(address)s has opened it %(num)d times.",
-                    party.opens,
-                    address=party.address,
-                ),
+                else stored("card.opened.again", address=party.address, num=party.opens),
                 email_id=email.id,
                 regarding=email.regarding,
                 party_id=party.id,

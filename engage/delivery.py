@@ -53,7 +53,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import queueing, template_performance
 from .content import format_address, header_safe, html_to_text
 from .context import current_engage
-from .i18n import format_size
+from .i18n import format_size, language, stored
 from .i18n import gettext as _
 from .models import (
     Attachment,
@@ -182,8 +182,9 @@ def _set_body(
         linked = [a for a in email.attachments if a.followed]
         if linked:
             links = [(a, attachment_url(recipient.token, a.id)) for a in linked]
-            body_html += _links_html(links)
-            body_text = f"{body_text}\n\n{_links_text(links)}"
+            with language(block_language(email, recipient)):
+                body_html += _links_html(links)
+                body_text = f"{body_text}\n\n{_links_text(links)}"
         # The recipient's own choice (S43), after the rewriting: its link is never tracked.
         body_html, body_text = with_opt_out_line(email, recipient, body_html, body_text)
     message.set_content(body_text or " ")
@@ -215,8 +216,18 @@ def read_attachment(attachment: Attachment) -> bytes:
             return stream.read()
     except (KeyError, FileNotFoundError) as exc:
         raise Unbuildable(
-            f"the attachment {attachment.filename} is missing from the attachment store"
+            stored("delivery.missing_attachment", filename=attachment.filename)
         ) from exc
+
+
+def block_language(email: Email, recipient: Party) -> str | None:
+    """The language of what engage adds to ``recipient``'s copy: the recipient's own when the
+    CRM knows it, else the sender's when they wrote it, else ``None`` (the app's default)."""
+    if recipient.record is not None:
+        record = current_engage.records.get(recipient.record)
+        if record is not None and record.language:
+            return record.language
+    return email.language
 
 
 def _links_html(links: list[tuple[Attachment, str]]) -> str:
@@ -288,7 +299,7 @@ class _CopyWriter:
         except Unbuildable:
             raise
         except (ValueError, TypeError, LookupError, UnicodeError, email_errors.MessageError) as exc:
-            raise Unbuildable(f"the message could not be built: {exc}") from exc
+            raise Unbuildable(stored("delivery.unbuildable", detail=str(exc)[:500])) from exc
 
 
 def _cannot_build(party: Party, exc: Unbuildable) -> None:
@@ -341,7 +352,8 @@ def _count_job_error(email_id: int, exc: Exception) -> None:
         email = session.get(Email, email_id)
         if email is None or email.status is not EmailStatus.SENDING:
             return
-        reason = f"delivery stopped after {errors} errors: {type(exc).__name__}: {exc}"[:1000]
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        reason = stored("delivery.stopped", num=errors, detail=detail)
         for party in email.recipients:
             if party.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING):
                 party.delivery_state = DeliveryState.FAILED
@@ -460,10 +472,7 @@ def _settle_lost_attempts(email: Email) -> None:
         party.attempt_id = None
         if policy == "at_most_once":
             party.delivery_state = DeliveryState.IN_DOUBT
-            party.delivery_error = (
-                "the mail server may or may not have accepted this copy: the worker sending it "
-                "stopped before the answer came"
-            )
+            party.delivery_error = stored("delivery.in_doubt")
     current_engage.session.commit()
 
 
@@ -776,17 +785,14 @@ def _send_one(
     except smtplib.SMTPNotSupportedError:
         # The relay cannot carry an address beyond ASCII: that will not change by retrying,
         # and it concerns this copy only.
-        return (
-            DeliveryState.FAILED,
-            "the mail server does not accept addresses beyond ASCII (no SMTPUTF8 support)",
-        )
+        return DeliveryState.FAILED, stored("delivery.no_smtputf8")
     except smtplib.SMTPRecipientsRefused as exc:
         code, words = exc.recipients.get(party.address, (550, b"recipient refused"))
         return _refusal(code, words)
     except smtplib.SMTPResponseException as exc:
         return _refusal(exc.smtp_code, exc.smtp_error)
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
-        raise _Transient(f"the connection to the mail server broke: {exc}") from exc
+        raise _Transient(stored("delivery.broke", detail=str(exc)[:500])) from exc
     return DeliveryState.SENT, None
 
 
@@ -799,15 +805,16 @@ def _refusal(code: int, words: bytes | str) -> tuple[DeliveryState, str]:
 
 def _server_words(code: int, words: bytes | str) -> str:
     text = words.decode("utf-8", "replace") if isinstance(words, bytes) else str(words)
-    return f"{code} {text}".strip()
+    return stored("delivery.server", answer=f"{code} {text}".strip()[:500])
 
 
 def _connection_words(settings: SmtpSettings, exc: BaseException) -> str:
+    server = f"{settings.host}:{settings.port}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return f"the mail server {settings.host}:{settings.port} did not answer in time"
+        return stored("delivery.timeout", server=server)
     if isinstance(exc, ConnectionRefusedError):
-        return f"the mail server {settings.host}:{settings.port} refused the connection"
-    return f"the mail server {settings.host}:{settings.port} cannot be reached: {exc}"
+        return stored("delivery.refused_connection", server=server)
+    return stored("delivery.unreachable", server=server, detail=str(exc)[:500])
 
 
 def _settle(email: Email) -> str:
@@ -825,8 +832,8 @@ def _settle(email: Email) -> str:
             return "retrying"
         for party in retrying:
             party.delivery_state = DeliveryState.FAILED
-            party.delivery_error = (
-                f"{party.delivery_error} (gave up after {party.delivery_attempts} attempts)"
+            party.delivery_error = stored(
+                "delivery.gave_up", error=party.delivery_error or "", num=party.delivery_attempts
             )
     everyone_failed = all(p.delivery_state is DeliveryState.FAILED for p in email.recipients)
     email.status = EmailStatus.FAILED if everyone_failed else EmailStatus.SENT

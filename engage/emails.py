@@ -19,7 +19,7 @@ from .context import current_engage
 from .delivery import cancel_scheduled_job, enqueue_delivery, prepare_resend, schedule_delivery
 from .follow import FollowStatus, follow_status
 from .i18n import gettext as _
-from .i18n import ngettext
+from .i18n import locale_tag, ngettext
 from .models import (
     Email,
     EmailStatus,
@@ -222,6 +222,7 @@ def save_draft(session: Session, user: EngageUser, draft: DraftInput, email: Ema
     email.followed = draft.follow  # the sender's wish; settled when the email is sent
     email.scheduled_at = draft.send_at  # a delay chosen in Send later, kept with the draft
     email.template_id = draft.template_id
+    email.language = locale_tag()  # what engage adds to the message speaks the sender's language
     email.updated_at = utcnow()
     parties = [Party(role=PartyRole.FROM, address=user.email, name=user.name, position=0)]
     for _name, role in ADDRESS_FIELDS:

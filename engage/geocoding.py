@@ -71,6 +71,7 @@ from . import queueing
 from .config import DEFAULTS
 from .context import current_engage
 from .geonames import MIN_POPULATIONS, GeoNamesIndex, Place, geonames, normalise
+from .i18n import stored
 from .models import RecordTimezone, utcnow
 from .records import PostalAddress, RecordRef
 
@@ -106,7 +107,8 @@ class Lookup:
 
     :param timezone: the IANA zone name, or ``None`` when there is none.
     :param status: how the lookup ended.
-    :param reason: one sentence for the UI: how the zone was found, or why there is none.
+    :param reason: one sentence for the UI: how the zone was found, or why there is none; a
+        stored message (:func:`engage.i18n.stored`), read in the reader's language.
     :param provider: the geocoder that answered (``"offline"``, ``"nominatim"``, …).
     """
 
@@ -174,16 +176,6 @@ def _clocks(zones: Iterable[str]) -> set[tuple[int, ...]]:
 
 # -- The offline geocoder -------------------------------------------------------------------------
 
-# Names that read well in a sentence ("no city called X in the United States").
-_COUNTRY_IN_SENTENCE = {
-    "US": "the United States",
-    "GB": "the United Kingdom",
-    "NL": "the Netherlands",
-    "AE": "the United Arab Emirates",
-    "PH": "the Philippines",
-    "CZ": "Czechia",
-}
-
 
 class OfflineGeocoder:
     """Time zones from GeoNames city data, without a network (``ENGAGE_GEOCODER="offline"``).
@@ -211,14 +203,16 @@ class OfflineGeocoder:
     def timezone_for(self, address: PostalAddress | None) -> Lookup:
         """The time zone of ``address`` by its city, region and country."""
         if address is None or address.is_empty():
-            return self._answer(None, LookupStatus.NO_ADDRESS, "The record has no address.")
+            return self._answer(None, LookupStatus.NO_ADDRESS, stored("geo.no_address"))
         if not normalise(address.country):
-            return self._answer(None, LookupStatus.NO_ADDRESS, "The address has no country.")
+            return self._answer(None, LookupStatus.NO_ADDRESS, stored("geo.no_country"))
         data = geonames(self.min_population, self.index_dir)
         country = data.country_code(address.country)
         if country is None:
             return self._answer(
-                None, LookupStatus.NOT_FOUND, f"“{address.country}” is not a known country."
+                None,
+                LookupStatus.NOT_FOUND,
+                stored("geo.unknown_country", country=address.country.strip()[:60]),
             )
         city, region_text = address.city.strip(), address.region.strip()
         if city and not region_text and "," in city and not any(data.matches(country, city)):
@@ -237,16 +231,19 @@ class OfflineGeocoder:
     def _choose(self, data: GeoNamesIndex, places: list[Place], city: str, country: str) -> Lookup:
         best = max(places, key=lambda p: p.population)
         where = self._where(data, best)
+        where_params = {"place": where[0], "region": where[1], "country": where[2]}
         clock = _clock(best.timezone)
         others = [p for p in places if _clock(p.timezone) != clock]
         if not others:
-            return self._answer(best.timezone, LookupStatus.FOUND, f"The time zone of {where}.")
+            return self._answer(
+                best.timezone, LookupStatus.FOUND, stored("geo.zone_of", **where_params)
+            )
         rival = max(others, key=lambda p: p.population)
         if best.population >= CLEAR_LEAD * max(rival.population, 1):
             return self._answer(
                 best.timezone,
                 LookupStatus.FOUND,
-                f"The time zone of {where}, by far the largest place of that name.",
+                stored("geo.zone_of_largest", **where_params),
             )
         regions: list[str] = []
         for place in [best, *sorted(others, key=lambda p: -p.population)]:
@@ -254,42 +251,35 @@ class OfflineGeocoder:
             if label not in regions:
                 regions.append(label)
         listed = ", ".join(regions[:4]) + (", …" if len(regions) > 4 else "")
-        in_country = _COUNTRY_IN_SENTENCE.get(country) or data.country_names[country]
         return self._answer(
             None,
             LookupStatus.AMBIGUOUS,
-            f"Places called {city} lie in several time zones of {in_country} ({listed}); "
-            "add the state or province to the address.",
+            stored("geo.ambiguous", city=city[:60], country=country, listed=listed[:120]),
         )
 
     def _fall_back(
         self, data: GeoNamesIndex, city: str, country: str, region: str | None
     ) -> Lookup:
-        in_country = _COUNTRY_IN_SENTENCE.get(country) or data.country_names[country]
-        area, zones = in_country, data.country_zones(country)
+        # The area is named by its region when the address gave one, else by its country
+        # (a code, named in the reader's language when read).
+        area_region, zones = "", data.country_zones(country)
         region_zones = data.region_zones(country, region) if region is not None else {}
         if region is not None and region_zones:
-            area = data.region_names.get((country, region), region)
+            area_region = data.region_names.get((country, region), region)
             zones = region_zones
-        missing = f"No city called {city} in {area}" if city else "The address has no city"
+        where = {"city": city[:60], "region": area_region, "country": country}
+        how = "city" if city else "no_city"
         if not zones:
-            return self._answer(
-                None, LookupStatus.NOT_FOUND, f"{missing}, and no places of {area} are known."
-            )
+            return self._answer(None, LookupStatus.NOT_FOUND, stored(f"geo.{how}.unknown", **where))
         if len(_clocks(zones)) > 1:
-            return self._answer(
-                None,
-                LookupStatus.NOT_FOUND,
-                f"{missing}, and {area} spans several time zones.",
-            )
+            return self._answer(None, LookupStatus.NOT_FOUND, stored(f"geo.{how}.several", **where))
         zone = max(zones, key=lambda z: zones[z])
-        return self._answer(zone, LookupStatus.FOUND, f"{missing}; {area} has one time zone.")
+        return self._answer(zone, LookupStatus.FOUND, stored(f"geo.{how}.one", **where))
 
     @staticmethod
-    def _where(data: GeoNamesIndex, place: Place) -> str:
-        region = data.region_names.get((place.country, place.admin1))
-        parts = [place.name, region, data.country_names.get(place.country, place.country)]
-        return ", ".join(p for p in parts if p)
+    def _where(data: GeoNamesIndex, place: Place) -> tuple[str, str, str]:
+        """The place's name, its region's name and its country's code."""
+        return place.name, data.region_names.get((place.country, place.admin1)) or "", place.country
 
     def _answer(self, zone: str | None, status: LookupStatus, reason: str) -> Lookup:
         return Lookup(zone, status, reason, self.name)
@@ -345,27 +335,32 @@ class GeopyGeocoder:
         from geopy.exc import GeopyError
 
         if address is None or address.is_empty():
-            return self._answer(None, LookupStatus.NO_ADDRESS, "The record has no address.")
+            return self._answer(None, LookupStatus.NO_ADDRESS, stored("geo.no_address"))
         try:
             location = self.client.geocode(self._query(address), exactly_one=True)
         except (GeopyError, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
+            detail = (str(exc) or type(exc).__name__)[:150]
             return self._answer(
-                None, LookupStatus.FAILED, f"{self.label} could not be asked: {detail}"
+                None,
+                LookupStatus.FAILED,
+                stored("geo.service_failed", service=self.label, detail=detail),
             )
         if location is None:
             return self._answer(
-                None, LookupStatus.NOT_FOUND, f"{self.label} does not know this address."
+                None, LookupStatus.NOT_FOUND, stored("geo.service_unknown", service=self.label)
             )
         zone = timezone_finder().timezone_at(lng=location.longitude, lat=location.latitude)
         if not zone or zone.startswith("Etc/"):
             return self._answer(
                 None,
                 LookupStatus.NOT_FOUND,
-                f"{self.label} placed the address at sea "
-                f"({location.latitude:.4f}, {location.longitude:.4f}).",
+                stored(
+                    "geo.at_sea",
+                    service=self.label,
+                    position=f"{location.latitude:.4f}, {location.longitude:.4f}",
+                ),
             )
-        return self._answer(zone, LookupStatus.FOUND, f"Located by {self.label}.")
+        return self._answer(zone, LookupStatus.FOUND, stored("geo.located", service=self.label))
 
     def _query(self, address: PostalAddress) -> dict[str, str] | str:
         # Structured queries where the service takes them: a city is not mistaken for a street.
@@ -499,7 +494,10 @@ def lookup_timezone(record_type: str, record_id: str) -> str:
         "timezone": lookup.timezone,
         "fingerprint": fingerprint,
         "status": lookup.status.value,
-        "reason": lookup.reason[:_REASON_LENGTH],
+        # Parameters are kept short; a message that still does not fit says less.
+        "reason": lookup.reason
+        if len(lookup.reason) <= _REASON_LENGTH
+        else stored("geo.no_zone" if lookup.timezone is None else "geo.found"),
         "provider": lookup.provider,
         "looked_up_at": utcnow(),
     }

@@ -164,6 +164,9 @@ class Email(Base):
     message_id: Mapped[str | None] = mapped_column(sa.String(255), unique=True)
     followed: Mapped[bool] = mapped_column(default=False)
     bulk: Mapped[bool] = mapped_column(default=False)
+    #: The sender's language when they wrote it (``"de-DE"``): what engage adds to the message
+    #: (the attachment block) is written in it, unless the recipient's own language is known.
+    language: Mapped[str | None] = mapped_column(sa.String(35))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -31,7 +31,7 @@ from .cards import create_card
 from .content import parse_addresses
 from .context import current_engage
 from .emails import DraftInput, ReminderInput
-from .i18n import format_when, ngettext
+from .i18n import format_local, read, stored
 from .i18n import gettext as _
 from .local_time import HORIZON
 from .models import (
@@ -134,17 +134,18 @@ def evaluate(
     email, *no click* while none has clicked a link, *file not opened* while none has opened
     the followed file ``attachment_id`` (any followed file when ``None``), *anyway* always.
     Only the recipients given count: pass one to watch one (S41). When it does not hold,
-    ``what`` says who did what first and ``met_at`` when.
+    ``what`` says who did what first and ``met_at`` when. ``what`` is a stored message
+    (:func:`engage.i18n.stored`), read in the reader's language when shown.
     """
-    subject = subject or _("(no subject)")
+    subject = subject[:120] if subject else stored("subject.none")
     if condition == NO_CLICK:
         clicked = [r for r in recipients if r.first_click_at is not None]
         if clicked:
             clicker = min(clicked, key=_first_click_at)
             return Verdict(
-                False, _("%(name)s clicked a link", name=clicker.name), clicker.first_click_at
+                False, stored("reminder.clicked", name=clicker.name), clicker.first_click_at
             )
-        return Verdict(True, _("No link in “%(subject)s” was clicked yet.", subject=subject))
+        return Verdict(True, stored("reminder.no_click", subject=subject))
     if condition == FILE_NOT_OPENED:
         file_opens = [
             (r, at) for r in recipients if (at := _first_file_open(r, attachment_id)) is not None
@@ -152,27 +153,27 @@ def evaluate(
         if file_opens:
             reader, at = min(file_opens, key=lambda pair: pair[1].timestamp())
             what = (
-                _("%(name)s opened %(file)s", name=reader.name, file=attachment_name)
+                stored("reminder.file_opened", name=reader.name, file=attachment_name)
                 if attachment_name
-                else _("%(name)s opened an attachment", name=reader.name)
+                else stored("reminder.some_file_opened", name=reader.name)
             )
             return Verdict(False, what, at)
         if attachment_name:
-            return Verdict(True, _("%(file)s has not been opened yet.", file=attachment_name))
-        return Verdict(True, _("No attachment of “%(subject)s” was opened yet.", subject=subject))
+            return Verdict(True, stored("reminder.file_not_opened", file=attachment_name))
+        return Verdict(True, stored("reminder.no_file_opened", subject=subject))
     if condition == NO_REPLY:
         replied = [r for r in recipients if r.replied_at is not None]
         if replied:
             first = min(replied, key=_replied_at)
-            return Verdict(False, _("%(name)s replied", name=first.name), first.replied_at)
-        return Verdict(True, _("No reply yet to “%(subject)s”.", subject=subject))
+            return Verdict(False, stored("reminder.replied", name=first.name), first.replied_at)
+        return Verdict(True, stored("reminder.no_reply", subject=subject))
     if condition == NOT_OPENED:
         opened = [r for r in recipients if r.opens > 0]
         if opened:
             first = min(opened, key=_first_open_at)
-            return Verdict(False, _("%(name)s opened it", name=first.name), first.first_open_at)
-        return Verdict(True, _("“%(subject)s” has not been opened yet.", subject=subject))
-    return Verdict(True, _("Your reminder for “%(subject)s”.", subject=subject))
+            return Verdict(False, stored("reminder.opened", name=first.name), first.first_open_at)
+        return Verdict(True, stored("reminder.not_opened", subject=subject))
+    return Verdict(True, stored("reminder.anyway", subject=subject))
 
 
 def check(
@@ -232,11 +233,8 @@ def check(
 
 
 def when_text(moment: datetime, zone: str, now: datetime) -> str:
-    """A short time in ``zone``: ``Tue 09:00`` within the coming week, else with the date."""
-    local = moment.astimezone(ZoneInfo(zone))
-    if abs((moment - now).total_seconds()) < 6 * 86400:
-        return format_when(local, "short")
-    return format_when(local, "long")
+    """A time in ``zone`` as the rep reads it (see :func:`engage.i18n.format_local`)."""
+    return format_local(moment, zone, now=now)
 
 
 def _if_phrase(condition: str, who: str | None, file: str = "") -> str:
@@ -290,9 +288,9 @@ def summary(
             when=when_text(fired_at or remind_at, zone, now),
         )
     if state == RESOLVED:
-        reason = resolved_reason or ""
+        reason = read(resolved_reason)
         if met_at is not None:
-            reason = _("%(what)s on %(when)s", what=reason, when=when_text(met_at, zone, now))
+            reason = _("%(what)s (%(when)s)", what=reason, when=when_text(met_at, zone, now))
         return _("Resolved itself, no reminder needed: %(reason)s.", reason=reason)
     phrase = _if_phrase(condition, who, file)
     if remind_at <= now:
@@ -510,8 +508,12 @@ def reopen_unmet(session: Session, email_ids: Sequence[int] | set[int]) -> list[
 def _lateness(late: timedelta) -> str:
     minutes = round(late.total_seconds() / 60)
     if minutes >= 1:
-        return ngettext("%(num)d minute", "%(num)d minutes", minutes)
-    return ngettext("%(num)d second", "%(num)d seconds", int(late.total_seconds()))
+        return stored("minutes", num=minutes)
+    return stored("seconds", num=int(late.total_seconds()))
+
+
+def _stored_pair(first: str, second: str) -> str:
+    return stored("two", first=first, second=second)
 
 
 def _display_name(party: Party) -> str:
@@ -572,14 +574,17 @@ def fire_reminder(reminder_id: int, due: str, requeued: bool = False) -> str:
     away = absences_of(session, _watched(row, email), now)
     if away:
         # Due while they are away (S42): the card says so and offers to wait for them.
-        body += " " + _(
-            "%(who)s is away until %(when)s UTC (out-of-office reply).",
-            who=", ".join(sorted(away)),
-            when=format_when(max(away.values()), "long"),
+        body = _stored_pair(
+            body,
+            stored(
+                "reminder.away",
+                who=", ".join(sorted(away)),
+                until=max(away.values()).isoformat(),
+            ),
         )
     late = now - due_at
     if requeued and late > timedelta(seconds=5):
-        body += " " + _("Fired %(late)s late: the reminder job was lost.", late=_lateness(late))
+        body = _stored_pair(body, stored("reminder.late", late=_lateness(late)))
     create_card(
         session,
         owner_id=row.owner_id,

@@ -50,6 +50,7 @@ from jinja2.utils import missing as _MISSING_OBJECT
 from jinja2.visitor import NodeTransformer
 from markupsafe import EscapeFormatter, Markup
 
+from .i18n import gettext as _
 from .records import Record
 
 #: The longest template source accepted, in bytes of UTF-8.
@@ -152,9 +153,9 @@ FIELDS: tuple[TemplateField, ...] = (
     TemplateField("recipient.email", _n("Recipient's email address"), "ada@example.com"),
     TemplateField("recipient.city", _n("Recipient's city"), "London"),
     TemplateField("recipient.country", _n("Recipient's country"), "GB"),
-    TemplateField("recipient.type_label", _n("Recipient's record type"), "Contact"),
-    TemplateField("regarding.name", _n("Regarding record's name"), "Analytical Engine upgrade"),
-    TemplateField("regarding.type_label", _n("Regarding record's type"), "Opportunity"),
+    TemplateField("recipient.type_label", _n("Recipient's record type"), _n("Contact")),
+    TemplateField("regarding.name", _n("Regarding record's name"), _n("Analytical Engine upgrade")),
+    TemplateField("regarding.type_label", _n("Regarding record's type"), _n("Opportunity")),
     TemplateField("order_number", _n("Order number"), "10042"),
 )
 
@@ -262,7 +263,7 @@ def render_template_text(source: str, values: Mapping[str, object], *, html: boo
             raise TemplateRefused(f"This template is not allowed: {exc}.") from None
         raise TemplateRefused(f"Line {line}: {exc}") from None
     except TemplateSyntaxError as exc:
-        raise TemplateBroken(exc.message or str(exc), line=exc.lineno) from None
+        raise TemplateBroken(explain_syntax_error(exc.message), line=exc.lineno) from None
     except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
         raise TemplateBroken(f"The template could not be filled in: {exc}") from None
     finally:
@@ -277,6 +278,67 @@ def _compiled(source: str, html: bool) -> Template:
     may do is enforced while it runs (:class:`_RenderState`), so the compiled form is shared."""
     environment = _HTML_ENVIRONMENT if html else _TEXT_ENVIRONMENT
     return environment.from_string(_Measured(environment).visit(_parse(source)))
+
+
+#: Jinja's messages for the usual slips, and engage's explanation of each (S45: the writer
+#: reads them in their own language, not Jinja's English).
+_SYNTAX_SLIPS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (
+        re.compile(r"unexpected end of template, expected 'end of print statement'", re.I),
+        lambda m: _("A value is not closed: end it with }}."),
+    ),
+    (
+        re.compile(r"innermost block that needs to be closed is '(\w+)'"),
+        lambda m: _(
+            "The “%(tag)s” block is never closed: add {%% end%(tag)s %%} where it ends.",
+            tag=m.group(1),
+        ),
+    ),
+    (
+        re.compile(r"Encountered unknown tag '(\w+)'"),
+        lambda m: _(
+            "“%(tag)s” is not a tag templates know, or it closes a block that was never opened.",
+            tag=m.group(1),
+        ),
+    ),
+    (
+        re.compile(r"Expected an expression, got 'end of print statement'"),
+        lambda m: _("The braces are empty: write a value between {{ and }}."),
+    ),
+    (
+        re.compile(r"expected token 'end of print statement', got '(.*)'"),
+        lambda m: _(
+            "Unexpected “%(got)s” in a value: one value per pair of braces, closed with }}.",
+            got=m.group(1),
+        ),
+    ),
+    (
+        re.compile(r"unexpected 'end of print statement'"),
+        lambda m: _("The value ends too early: something is missing before }}."),
+    ),
+    (
+        re.compile(r"unexpected '([}%])'"),
+        lambda m: _(
+            "A stray “%(char)s”: values are written {{ name }}, tags {%% if … %%}.", char=m.group(1)
+        ),
+    ),
+    (
+        re.compile(r"Missing end of comment tag"),
+        lambda m: _("A comment is not closed: end it with #}."),
+    ),
+    (
+        re.compile(r"unexpected end of template", re.I),
+        lambda m: _("The template ends in the middle of a value or tag: close it."),
+    ),
+]
+
+
+def explain_syntax_error(message: str | None) -> str:
+    """engage's own explanation of a Jinja syntax error, in the writer's language."""
+    for pattern, explain in _SYNTAX_SLIPS:
+        if match := pattern.search(message or ""):
+            return explain(match)
+    return _("This is not valid template syntax: check the braces on this line.")
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -307,12 +369,16 @@ def _parse(source: str) -> nodes.Template:
     """Parse ``source`` and refuse what can be refused without running it."""
     if len(source.encode("utf-8")) > MAX_TEMPLATE_BYTES:
         raise _Refusal(f"the template is longer than {MAX_TEMPLATE_BYTES // 1024} KB", 1)
-    parser = Parser(_TEXT_ENVIRONMENT, source)
+    try:
+        # The parser tokenises as it is made: an unclosed comment fails here already.
+        parser = Parser(_TEXT_ENVIRONMENT, source)
+    except TemplateSyntaxError as exc:
+        raise TemplateBroken(explain_syntax_error(exc.message), line=exc.lineno or 1) from None
     try:
         tree = parser.parse()
     except TemplateSyntaxError as exc:
         line = _syntax_error_line(source, exc)
-        raise TemplateBroken(exc.message or str(exc), line=line) from None
+        raise TemplateBroken(explain_syntax_error(exc.message), line=line) from None
     except RecursionError:
         raise _Refusal(_too_deep(), parser.stream.current.lineno) from None
     except ValueError:

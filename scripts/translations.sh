@@ -5,6 +5,9 @@
 #                                      update every catalogue from it and compile the .mo files
 #   scripts/translations.sh init LANG  start a catalogue for a new language, e.g. "fr"
 #
+# The demo CRM (engage/demo) is a host of its own with the default "messages" domain: its
+# strings are extracted with babel-demo.cfg into engage/demo/translations, the same way.
+#
 # After an update, translate the new or changed (fuzzy) entries of
 # engage/translations/<lang>/LC_MESSAGES/engage.po, run this again to compile, and commit the
 # .po and the .mo: hosts that install the package get the compiled catalogue as it is.
@@ -33,3 +36,13 @@ else
   "$PYBABEL" update -D engage -i "$POT" -d "$DIR"
 fi
 "$PYBABEL" compile -D engage -d "$DIR" --statistics
+
+DEMO=engage/demo/translations
+"$PYBABEL" extract -F babel-demo.cfg -k _l --sort-by-file --project="engage demo CRM" \
+  --copyright-holder=engage -o "$DEMO/messages.pot" engage/demo
+if [ "${1:-}" = init ]; then
+  "$PYBABEL" init -D messages -i "$DEMO/messages.pot" -d "$DEMO" -l "$2"
+else
+  "$PYBABEL" update -D messages -i "$DEMO/messages.pot" -d "$DEMO"
+fi
+"$PYBABEL" compile -D messages -d "$DEMO" --statistics

@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, abort, redirect, render_template_string, request, url_for
+from flask import (
+    Flask,
+    abort,
+    has_request_context,
+    redirect,
+    render_template_string,
+    request,
+    url_for,
+)
+from flask_babel import Babel
 from flask_login import LoginManager, UserMixin, login_required, login_user
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -115,6 +124,12 @@ PAGE = """<!doctype html>
 <body><main><h1>{{ customer.name }}</h1>{{ engage_timeline(ref) }}</main></body></html>"""
 
 
+def _browser_language() -> str | None:
+    if not has_request_context():
+        return None
+    return request.accept_languages.best_match(["en", "de"])
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the host app; ``config`` overrides, then the environment fills in the rest."""
     app = Flask(__name__)
@@ -133,6 +148,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
 
     db.init_app(app)
+    # Like most hosts: the browser's language (Accept-Language), English without one.
+    Babel(app, locale_selector=_browser_language)
     engage.init_app(app)
     login = LoginManager(app)
 

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage.attachments import clean_filename, content_type_for
-from engage.i18n import format_size
+from engage.i18n import format_size, read
 from engage.models import (
     Attachment,
     DeliveryState,
@@ -645,5 +645,7 @@ def test_a_worker_on_another_machine_finds_the_files_only_in_the_database_store(
     else:
         # The worker's folder has no such file: the copy cannot be built, and says why.
         assert ada.delivery_state is DeliveryState.FAILED
-        assert ada.delivery_error == "the attachment offer.pdf is missing from the attachment store"
+        assert read(ada.delivery_error) == (
+            "The attachment offer.pdf is missing from the attachment store."
+        )
         assert smtp_sink.messages == []

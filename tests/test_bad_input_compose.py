@@ -16,6 +16,7 @@ from markupsafe import escape
 
 from engage.content import format_address
 from engage.demo.models import Contact, db
+from engage.i18n import read
 from engage.models import Attachment, Card, Email, EmailStatus, utcnow
 from tests.demo_support import (
     PREFIX,
@@ -144,7 +145,7 @@ def test_a_copy_that_cannot_be_built_fails_with_its_reason_and_is_not_retried(de
     settled = wait_until_settled(app, email_id)
     assert settled.status is EmailStatus.FAILED
     (party,) = settled.recipients
-    assert "gone.pdf is missing" in (party.delivery_error or "")
+    assert "gone.pdf is missing" in read(party.delivery_error)
     assert received(app, "ada@example.com") == []
 
 

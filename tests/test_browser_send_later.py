@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engage.best_time import DEFAULT_WORKING_HOURS, is_working_day
+from engage.i18n import format_local
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +60,9 @@ def test_send_later_recommends_schedules_reschedules_and_delivers(page, demo):
 
     later = page.get_by_role("group", name="Send later")
     later.get_by_text("Delayed send").wait_for()
-    assert prefilled.replace("T", " ") in later.inner_text()
+    # Shown as Mia reads times: her zone, her language, the date unless it is today.
+    chosen = datetime.fromisoformat(prefilled).replace(tzinfo=ZoneInfo("Europe/Berlin"))
+    assert format_local(chosen, "Europe/Berlin") in later.inner_text()
     page.get_by_role("button", name="Send").click()
     page.get_by_text("Scheduled: it goes out").wait_for()
     entry = page.locator(".engage-activity--email", has_text="Talk tomorrow morning?")

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from engage import organisation as settings
 from engage.cards import create_card, snooze_until
+from engage.i18n import read
 from engage.models import Activity, ActivityKind, Card, Email, utcnow
 from engage.records import RecordRef
 from tests.hostapp import db
@@ -72,7 +73,7 @@ def test_a_human_open_makes_one_card_for_the_sender(tracked_app, redis_client):
     (card,) = cards(tracked_app)
     assert card.kind == "opened" and card.priority == "normal"
     assert card.owner_id == "1" and card.owner_team == "north"
-    assert card.title == "Ada Lovelace opened ‘Offer’"
+    assert read(card.title) == "Ada Lovelace opened ‘Offer’"
     assert card.email_id == email_id and card.regarding == RecordRef("customer", "1")
     sam = sign_in(tracked_app.test_client(), 1)
     page = sam.get(ASSISTANT, headers=HX).get_data(as_text=True)
@@ -111,7 +112,7 @@ def test_more_opens_make_a_new_card_only_after_the_quiet_period(tracked_app, red
     drain(tracked_app)
     found = cards(tracked_app)
     assert len(found) == 2 and all(c.email_id == email_id for c in found)
-    assert "3 times" in found[1].body
+    assert "3 times" in read(found[1].body)
 
 
 def test_the_quiet_period_is_configurable(tracked_app, redis_client):

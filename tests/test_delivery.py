@@ -11,6 +11,7 @@ from rq.registry import ScheduledJobRegistry
 
 from engage import current_engage
 from engage.delivery import SmtpSettings, build_message, deliver
+from engage.i18n import read
 from engage.models import DeliveryState, EmailStatus
 from tests.support import (
     ROOT,
@@ -145,7 +146,7 @@ def test_a_5xx_recipient_fails_with_the_servers_words_while_the_others_get_their
     email = load(app, email_id)
     grace = next(p for p in email.recipients if p.address == "grace@example.com")
     assert grace.delivery_state is DeliveryState.FAILED
-    assert grace.delivery_error == "550 5.1.1 No such user here"
+    assert read(grace.delivery_error) == "The mail server answered: 550 5.1.1 No such user here"
     client = sign_in(app.test_client(), 1)
     timeline = client.get("/crm/engage/timeline/customer/2").get_data(as_text=True)
     assert "Partly failed" in timeline and "550 5.1.1 No such user here" in timeline
@@ -161,7 +162,7 @@ def test_a_4xx_recipient_is_retried_later_and_delivered_then(app, start_smtp_sin
     assert run_delivery(app, email_id) == "retrying"
     ada = next(p for p in load(app, email_id).recipients if p.address == "ada@example.com")
     assert ada.delivery_state is DeliveryState.RETRYING
-    assert "451 4.7.1 Greylisted" in ada.delivery_error
+    assert "451 4.7.1 Greylisted" in read(ada.delivery_error)
     sink.stop()
     sink = start_smtp_sink(port=port)  # the relay lets it through now
     assert run_delivery(app, email_id) == "sent"
@@ -175,7 +176,7 @@ def test_relay_down_shows_retrying_then_a_retry_succeeds(app, start_smtp_sink, r
     assert run_delivery(app, email_id) == "retrying"
     email = load(app, email_id)
     assert email.delivery_summary == "retrying" and email.next_attempt_at is not None
-    assert all("refused the connection" in p.delivery_error for p in email.recipients)
+    assert all("refused the connection" in read(p.delivery_error) for p in email.recipients)
     with app.app_context():
         assert len(ScheduledJobRegistry(queue=current_engage.queue)) == 1
     client = sign_in(app.test_client(), 1)
@@ -196,7 +197,7 @@ def test_relay_down_for_good_ends_failed_with_the_reason_and_resend_delivers(
     assert [run_delivery(app, email_id) for _ in range(3)] == ["retrying", "retrying", "failed"]
     email = load(app, email_id)
     assert email.status is EmailStatus.FAILED
-    assert all("gave up after 3 attempts" in p.delivery_error for p in email.recipients)
+    assert all("Gave up after 3 attempts" in read(p.delivery_error) for p in email.recipients)
     client = sign_in(app.test_client(), 1)
     detail = client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
     assert "Resend to the failed recipients" in detail

@@ -35,6 +35,7 @@ from engage.geocoding import (
     timezone_of,
 )
 from engage.geonames import INDEX_FORMAT, ensure_index, index_path
+from engage.i18n import read
 from engage.models import RecordTimezone
 from tests.hostapp import Customer, db
 from tests.support import ROOT, rq_worker, worker_env
@@ -105,7 +106,7 @@ def test_the_offline_geocoder_finds_the_zone_of_a_city(offline, city, region, co
         zone,
         "offline",
     )
-    assert lookup.reason
+    assert read(lookup.reason)
 
 
 def test_the_table_covers_many_zones_and_countries():
@@ -116,7 +117,7 @@ def test_the_table_covers_many_zones_and_countries():
 
 def test_a_city_written_in_any_of_its_names_is_the_same_city(offline):
     reasons = {
-        offline.timezone_for(PostalAddress(city=name, country="DE")).reason
+        read(offline.timezone_for(PostalAddress(city=name, country="DE")).reason)
         for name in ("München", "MÜNCHEN", "Muenchen", "Munich", "munich")
     }
     assert reasons == {"The time zone of Munich, Germany."}
@@ -125,15 +126,17 @@ def test_a_city_written_in_any_of_its_names_is_the_same_city(offline):
 def test_a_same_named_city_needs_the_region_when_no_one_is_clearly_meant(offline):
     lookup = offline.timezone_for(PostalAddress(city="Portland", country="US"))
     assert (lookup.status, lookup.timezone) == (LookupStatus.AMBIGUOUS, None)
-    assert "Places called Portland lie in several time zones of the United States" in lookup.reason
-    assert "Oregon" in lookup.reason and "Maine" in lookup.reason
-    assert "add the state or province" in lookup.reason
+    assert "Places called Portland lie in several time zones of the United States" in read(
+        lookup.reason
+    )
+    assert "Oregon" in read(lookup.reason) and "Maine" in read(lookup.reason)
+    assert "add the state or province" in read(lookup.reason)
 
 
 def test_the_most_populous_city_of_a_name_wins_when_it_is_far_the_largest(offline):
     lookup = offline.timezone_for(PostalAddress(city="Columbus", country="US"))
     assert (lookup.status, lookup.timezone) == (LookupStatus.FOUND, "America/New_York")
-    assert lookup.reason == (
+    assert read(lookup.reason) == (
         "The time zone of Columbus, Ohio, United States, by far the largest place of that name."
     )
 
@@ -143,40 +146,44 @@ def test_places_of_one_name_in_zones_that_keep_the_same_time_are_not_ambiguous(o
     # Zacatecas (America/Mexico_City), but both zones keep the same time all year.
     lookup = offline.timezone_for(PostalAddress(city="Guadalupe", country="MX"))
     assert (lookup.status, lookup.timezone) == (LookupStatus.FOUND, "America/Monterrey")
-    assert lookup.reason == "The time zone of Guadalupe, Mexico."
+    assert read(lookup.reason) == "The time zone of Guadalupe, Mexico."
 
 
 def test_an_unknown_town_in_a_country_with_one_zone_gets_the_country_zone(offline):
     lookup = offline.timezone_for(PostalAddress(city="Kleinkleckersdorf", country="DE"))
     assert (lookup.status, lookup.timezone) == (LookupStatus.FOUND, "Europe/Berlin")
     assert (
-        lookup.reason == "No city called Kleinkleckersdorf in Germany; Germany has one time zone."
+        read(lookup.reason)
+        == "No city called Kleinkleckersdorf in Germany; Germany has one time zone."
     )
 
 
 def test_an_unknown_town_in_a_country_with_several_zones_is_not_found_with_the_reason(offline):
     lookup = offline.timezone_for(PostalAddress(city="Zzyzxville", country="US"))
     assert (lookup.status, lookup.timezone) == (LookupStatus.NOT_FOUND, None)
-    assert lookup.reason == (
+    assert read(lookup.reason) == (
         "No city called Zzyzxville in the United States, "
         "and the United States spans several time zones."
     )
     lookup = offline.timezone_for(PostalAddress(city="Woop Woop", country="Australia"))
     assert lookup.status is LookupStatus.NOT_FOUND
-    assert "Australia spans several time zones" in lookup.reason
+    assert "Australia spans several time zones" in read(lookup.reason)
 
 
 def test_an_unknown_town_takes_the_zone_of_its_region_when_the_region_has_one(offline):
     lookup = offline.timezone_for(PostalAddress(city="Zzyzxville", region="CA", country="US"))
     assert (lookup.status, lookup.timezone) == (LookupStatus.FOUND, "America/Los_Angeles")
-    assert lookup.reason == "No city called Zzyzxville in California; California has one time zone."
+    assert (
+        read(lookup.reason)
+        == "No city called Zzyzxville in California; California has one time zone."
+    )
 
 
 def test_a_country_without_a_city_is_enough_when_it_has_one_zone(offline):
     assert offline.timezone_for(PostalAddress(country="Japan")).timezone == "Asia/Tokyo"
     lookup = offline.timezone_for(PostalAddress(country="CA"))
     assert lookup.status is LookupStatus.NOT_FOUND
-    assert lookup.reason == "The address has no city, and Canada spans several time zones."
+    assert read(lookup.reason) == "The address has no city, and Canada spans several time zones."
 
 
 @pytest.mark.parametrize(
@@ -189,7 +196,7 @@ def test_a_country_without_a_city_is_enough_when_it_has_one_zone(offline):
 )
 def test_no_address_or_no_country_is_no_address(offline, address, reason):
     lookup = offline.timezone_for(address)
-    assert (lookup.status, lookup.timezone, lookup.reason) == (
+    assert (lookup.status, lookup.timezone, read(lookup.reason)) == (
         LookupStatus.NO_ADDRESS,
         None,
         reason,
@@ -198,7 +205,7 @@ def test_no_address_or_no_country_is_no_address(offline, address, reason):
 
 def test_an_unknown_country_is_not_found(offline):
     lookup = offline.timezone_for(PostalAddress(city="Poseidonis", country="Atlantis"))
-    assert (lookup.status, lookup.reason) == (
+    assert (lookup.status, read(lookup.reason)) == (
         LookupStatus.NOT_FOUND,
         "“Atlantis” is not a known country.",
     )
@@ -493,7 +500,7 @@ def test_nominatim_finds_the_zone_at_the_coordinates_of_the_address(nominatim):
         "Europe/Berlin",
         "nominatim",
     )
-    assert lookup.reason == "Located by Nominatim."
+    assert read(lookup.reason) == "Located by Nominatim."
     (request,) = nominatim.requests
     assert request["path"] == "/search"
     assert request["user_agent"] == "engage-tests"
@@ -515,7 +522,7 @@ def test_an_address_the_service_does_not_know_is_not_found(nominatim):
     lookup = geocoder_from_config(nominatim_config(nominatim.url)).timezone_for(
         PostalAddress(city="Zzyzxville", country="US")
     )
-    assert (lookup.status, lookup.timezone, lookup.reason) == (
+    assert (lookup.status, lookup.timezone, read(lookup.reason)) == (
         LookupStatus.NOT_FOUND,
         None,
         "Nominatim does not know this address.",
@@ -527,7 +534,7 @@ def test_an_address_placed_at_sea_is_not_found(nominatim):
         PostalAddress(city="Nowhere", country="US")
     )
     assert (lookup.status, lookup.timezone) == (LookupStatus.NOT_FOUND, None)
-    assert lookup.reason == "Nominatim placed the address at sea (30.0000, -40.0000)."
+    assert read(lookup.reason) == "Nominatim placed the address at sea (30.0000, -40.0000)."
 
 
 def test_a_service_error_is_failed_with_the_reason(nominatim):
@@ -535,7 +542,7 @@ def test_a_service_error_is_failed_with_the_reason(nominatim):
         PostalAddress(city="Kaputt", country="DE")
     )
     assert (lookup.status, lookup.timezone) == (LookupStatus.FAILED, None)
-    assert lookup.reason.startswith("Nominatim could not be asked:")
+    assert read(lookup.reason).startswith("Nominatim could not be asked:")
 
 
 def test_a_service_that_is_down_is_failed_with_the_reason():
@@ -547,8 +554,8 @@ def test_a_service_that_is_down_is_failed_with_the_reason():
         None,
         "nominatim",
     )
-    assert lookup.reason.startswith("Nominatim could not be asked:")
-    assert "refused" in lookup.reason.lower()
+    assert read(lookup.reason).startswith("Nominatim could not be asked:")
+    assert "refused" in read(lookup.reason).lower()
 
 
 def test_a_service_is_not_asked_about_no_address(nominatim):
@@ -649,12 +656,12 @@ def test_the_lookup_job_stores_the_zone_and_looks_again_only_when_the_address_ch
             "found",
             "offline",
         )
-        assert london.reason == "The time zone of London, United Kingdom."
+        assert read(london.reason) == "The time zone of London, United Kingdom."
         assert london.fingerprint == address_fingerprint(PostalAddress(city="London", country="GB"))
         first_lookup = london.looked_up_at
         arlington = stored(GRACE)
         assert (arlington.timezone, arlington.status) == (None, "ambiguous")
-        assert "add the state or province" in arlington.reason
+        assert "add the state or province" in read(arlington.reason)
         nothing = stored(HIDDEN)
         assert (nothing.timezone, nothing.status) == (None, "no_address")
         again = current_engage.queue.enqueue(lookup_timezone, ADA.type, ADA.id)
@@ -715,7 +722,7 @@ def test_a_failed_lookup_is_kept_with_its_reason_and_tried_again_later(
         assert lookup_timezone(ADA.type, ADA.id) == "failed"
         row = stored(ADA)
         assert (row.timezone, row.status, row.provider) == (None, "failed", "nominatim")
-        assert row.reason.startswith("Nominatim could not be asked:")
+        assert read(row.reason).startswith("Nominatim could not be asked:")
         failed_at = row.looked_up_at
 
         # Asked again at once: the failure stands, nothing is queued or looked up.
@@ -731,7 +738,7 @@ def test_a_failed_lookup_is_kept_with_its_reason_and_tried_again_later(
         assert timezone_of(ADA).status == "failed"
         assert current_engage.queue.count == 1
         assert lookup_timezone(ADA.type, ADA.id) == "not_found"  # the stand-in knows no London
-        assert stored(ADA).reason == "Nominatim does not know this address."
+        assert read(stored(ADA).reason) == "Nominatim does not know this address."
 
 
 def test_the_stored_zone_of_a_record_the_host_deleted_goes_too(app, redis_client):

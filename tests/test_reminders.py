@@ -14,6 +14,7 @@ import pytest
 
 from engage import current_engage
 from engage.emails import ReminderInput
+from engage.i18n import read
 from engage.jobs import sweep
 from engage.models import Card, Email, Reminder, utcnow
 from engage.reminders import (
@@ -135,10 +136,10 @@ def test_each_condition_holds_until_a_human_reply_or_open():
     opened = [RecipientFacts("Ada"), RecipientFacts("Grace", opens=1, first_open_at=NOW)]
     assert evaluate(NO_REPLY, nobody, "Hi").holds
     assert not evaluate(NO_REPLY, replied, "Hi").holds
-    assert evaluate(NO_REPLY, replied, "Hi").what == "Ada replied"
+    assert read(evaluate(NO_REPLY, replied, "Hi").what) == "Ada replied"
     assert evaluate(NOT_OPENED, nobody, "Hi").holds
     verdict = evaluate(NOT_OPENED, opened, "Hi")
-    assert not verdict.holds and verdict.what == "Grace opened it" and verdict.met_at == NOW
+    assert not verdict.holds and read(verdict.what) == "Grace opened it" and verdict.met_at == NOW
     assert evaluate(ANYWAY, replied, "Hi").holds
 
 
@@ -147,13 +148,16 @@ def test_the_summary_reads_as_a_sentence_in_the_senders_zone():
     kw = {"remind_at": at, "zone": "Europe/Berlin", "now": NOW}
     assert (
         summary(condition=NO_REPLY, state="pending", who="Ada", **kw)
-        == "Remind me Tue 09:00 if Ada hasn't replied"
+        == "Remind me Tue, Nov 24, 9:00\u202fAM if Ada hasn't replied"
     )
     assert (
         summary(condition=NOT_OPENED, state="pending", who=None, **kw)
-        == "Remind me Tue 09:00 if nobody has opened it"
+        == "Remind me Tue, Nov 24, 9:00\u202fAM if nobody has opened it"
     )
-    assert summary(condition=ANYWAY, state="pending", who="Ada", **kw) == "Remind me Tue 09:00"
+    assert (
+        summary(condition=ANYWAY, state="pending", who="Ada", **kw)
+        == "Remind me Tue, Nov 24, 9:00\u202fAM"
+    )
     resolved = summary(
         condition=NO_REPLY,
         state="resolved",
@@ -162,7 +166,7 @@ def test_the_summary_reads_as_a_sentence_in_the_senders_zone():
         met_at=NOW + timedelta(hours=6, minutes=2),
         **kw,
     )
-    assert resolved == "Resolved itself, no reminder needed: Ada replied on Mon 15:02."
+    assert resolved == "Resolved itself, no reminder needed: Ada replied (3:02\u202fPM)."
 
 
 def test_the_rules_refuse_a_past_time_a_time_before_the_send_and_watching_an_unfollowed_email():
@@ -229,7 +233,9 @@ def test_ok_turns_the_indicator_blue_with_a_summary_and_save_keeps_it_with_the_d
     assert panel.status_code == 200
     assert "engage-badge--reminder" in page and "Change reminder" in page
     assert "Remove reminder" in page
-    assert re.search(r"Remind me \w{3} \d\d:\d\d if Ada hasn&#39;t replied", page)
+    assert re.search(
+        r"Remind me (\w{3}, \w{3} \d+, )?\d+:\d\d\W[AP]M if Ada hasn&#39;t replied", page
+    )
     carried = dict(re.findall(r'name="(reminder_(?:title|condition|at))" value="([^"]*)"', page))
     assert carried["reminder_title"] == "Call Ada" and carried["reminder_condition"] == NO_REPLY
     with rem_app.app_context():
@@ -308,7 +314,7 @@ def test_no_reply_fires_a_high_priority_card_when_nobody_replied(rem_app):
     assert (card.kind, card.priority, card.title) == ("reminder", "high", "Follow up with Ada")
     assert card.email_id == email_id and card.reminder_id == reminder_id
     assert (card.record_type, card.record_id) == ("customer", "1")
-    assert "No reply yet" in card.body and "late" not in card.body
+    assert "No reply yet" in read(card.body) and "late" not in read(card.body)
     assert state(rem_app, reminder_id).state == "fired"
 
 
@@ -319,14 +325,14 @@ def test_no_reply_resolves_itself_when_ada_replied_through_the_inbound_endpoint(
     assert post_inbound(rem_app, reply(message_id)).get_json()["status"] == "matched"
     # Settled the moment the reply came in, days before the reminder's time (S28).
     row = state(rem_app, reminder_id)
-    assert row.state == "resolved" and row.resolved_reason == "Ada Lovelace replied"
+    assert row.state == "resolved" and read(row.resolved_reason) == "Ada Lovelace replied"
     assert row.met_at is not None and row.remind_at > utcnow()
     # Its job, should it still run, finds nothing to do.
     assert run(rem_app, reminder_id, row.remind_at.isoformat()) == "stale"
     assert cards(rem_app) == []
     client = sign_in(rem_app.test_client(), 1)
     page = client.get(f"/crm/engage/emails/{email_id}").get_data(as_text=True)
-    assert "Resolved itself, no reminder needed: Ada Lovelace replied on" in page
+    assert "Resolved itself, no reminder needed: Ada Lovelace replied (" in page
 
 
 def test_an_auto_reply_does_not_resolve_no_reply(rem_app):
@@ -361,7 +367,7 @@ def test_not_opened_fires_when_nobody_opened(rem_app):
     reminder_id = add_reminder(rem_app, email_id, NOT_OPENED)
     assert run(rem_app, reminder_id, come_due(rem_app, reminder_id)) == "fired"
     [card] = cards(rem_app)
-    assert "has not been opened" in card.body
+    assert "has not been opened" in read(card.body)
 
 
 def test_not_opened_resolves_itself_after_a_human_open_through_the_pixel(rem_app):
@@ -369,7 +375,7 @@ def test_not_opened_resolves_itself_after_a_human_open_through_the_pixel(rem_app
     reminder_id = add_reminder(rem_app, email_id, NOT_OPENED)
     open_email(rem_app, email_id, human=True)  # the event worker settles it at once
     row = state(rem_app, reminder_id)
-    assert (row.state, row.resolved_reason) == ("resolved", "Ada Lovelace opened it")
+    assert (row.state, read(row.resolved_reason)) == ("resolved", "Ada Lovelace opened it")
     assert run(rem_app, reminder_id, row.remind_at.isoformat()) == "stale"
     assert cards(rem_app) == []
 
@@ -383,7 +389,7 @@ def test_the_job_still_resolves_a_reminder_met_without_the_workers_noticing(rem_
         db.session.commit()
     reminder_id = add_reminder(rem_app, email_id, NO_REPLY)
     assert run(rem_app, reminder_id, come_due(rem_app, reminder_id)) == "resolved"
-    assert state(rem_app, reminder_id).resolved_reason == "Ada Lovelace replied"
+    assert read(state(rem_app, reminder_id).resolved_reason) == "Ada Lovelace replied"
 
 
 def test_a_machine_open_does_not_resolve_not_opened(rem_app):
@@ -529,7 +535,7 @@ def test_after_a_redis_flush_the_sweep_fires_a_lost_reminder_once_and_says_it_is
         for job in jobs:
             job.perform()
     [card] = cards(rem_app)
-    assert "Fired 3 minutes late: the reminder job was lost." in card.body
+    assert "Fired 3 minutes late: the reminder job was lost." in read(card.body)
     with rem_app.app_context():
         sweep()
         assert not [

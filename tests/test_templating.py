@@ -176,10 +176,10 @@ def test_constructs_that_could_run_for_ages_are_refused(source: str, words: str)
 @pytest.mark.parametrize(
     ("source", "line", "words"),
     [
-        ("Hello,\n\n{{ recipient.first_name\nThanks", 3, "end of print statement"),
+        ("Hello,\n\n{{ recipient.first_name\nThanks", 3, "closed with }}"),
         ("Hello,\n{% if recipient.first_name %}\nHi\n\nBye", 2, "endif"),
         ("{% if a %}\n{% if b %}\nx\n{% endif %}", 1, "endif"),
-        ("a\n\n\n{{ order_number + }}", 4, "unexpected"),
+        ("a\n\n\n{{ order_number + }}", 4, "ends too early"),
         ("a\n{% endfor %}", 2, "endfor"),
         ("a\n{% frobnicate %}", 2, "frobnicate"),
         ("a\n{% set x %}b\n", 2, "endset"),

@@ -12,15 +12,17 @@ import asyncio
 import re
 import socket
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import formataddr, formatdate, getaddresses, make_msgid
+from email.utils import formataddr, formatdate, getaddresses, make_msgid, parsedate_to_datetime
 from typing import Any
 
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
+from flask_babel import format_datetime, gettext
 from sqlalchemy.orm import Session, scoped_session
 
 from .models import MailMessage, MailRecipient, db, prepare_engine
@@ -152,7 +154,9 @@ class Part:
 class MessageView:
     """What the mailbox page shows of one message."""
 
-    headers: list[tuple[str, str]]
+    #: ``(name, value)``; the Date header's value is a datetime (shown in the reader's zone
+    #: and language), when it parses.
+    headers: list[tuple[str, Any]]
     text: str | None
     html: str | None
     attachments: list[Part] = field(default_factory=list)
@@ -174,6 +178,13 @@ def _content(part: EmailMessage | None) -> str | None:
     return text.replace("\r\n", "\n")
 
 
+def _dated(value: str) -> Any:
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return value
+
+
 def attachment_parts(message: EmailMessage) -> list[EmailMessage]:
     """The attachments of ``message`` in a stable order, so an index names one of them."""
     return list(message.iter_attachments())  # type: ignore[arg-type]
@@ -182,7 +193,11 @@ def attachment_parts(message: EmailMessage) -> list[EmailMessage]:
 def view_message(raw: bytes) -> MessageView:
     """Headers, text body, HTML body and attachments of a raw message."""
     message = parse_message(raw)
-    headers = [(name, value) for name in SHOWN_HEADERS if (value := _header(message, name))]
+    headers: list[tuple[str, Any]] = [
+        (name, _dated(value) if name == "Date" else value)
+        for name in SHOWN_HEADERS
+        if (value := _header(message, name))
+    ]
     attachments = []
     for index, part in enumerate(attachment_parts(message)):
         payload = part.get_payload(decode=True) or b""
@@ -253,7 +268,12 @@ def build_reply(raw: bytes, *, reply_as: str, text: str, name: str = "") -> Emai
     body = text.replace("\r\n", "\n").rstrip() + "\n"
     original_text = _content(original.get_body(preferencelist=("plain",)))  # type: ignore[arg-type]
     if original_text:
-        intro = f"{_header(original, 'Date') or 'Earlier'}, {_header(original, 'From')} wrote:"
+        # As a mail program writes it: in its user's language (the demo's page language).
+        sent = _dated(_header(original, "Date"))
+        when = format_datetime(sent, "medium") if isinstance(sent, datetime) else sent
+        intro = gettext(
+            "On %(date)s, %(sender)s wrote:", date=when, sender=_header(original, "From")
+        )
         body += f"\n{intro}\n{_quoted(original_text)}\n"
     reply.set_content(body)
     return reply

@@ -8,6 +8,7 @@ is registered by :mod:`engage.web.pages`, ``engage_assistant()`` by :mod:`engage
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from werkzeug.routing import IntegerConverter, Map
 from wtforms.validators import ValidationError
 
 from ..context import current_engage
-from ..i18n import format_when, locale_tag, ngettext
+from ..i18n import format_local, format_when, locale_tag, ngettext, read, status_label
 from ..i18n import gettext as _
 from ..ids import MAX_ID
+from ..local_time import valid_zone
 from ..records import RecordRef
 from .guards import Denied
 from .htmx import add_vary
@@ -146,10 +148,42 @@ def _register_template_globals(state: Any) -> None:
     state.app.add_template_global(format_when, "engage_when")
     # A time kept as ISO text in a timeline entry (an absence's return, S42), as a datetime.
     state.app.add_template_global(datetime.fromisoformat, "engage_parse_time")
+    state.app.add_template_global(read, "engage_read")
+    state.app.add_template_global(status_label, "engage_status")
+    state.app.add_template_global(reader_time, "engage_local")
+    state.app.add_template_global(time_tag, "engage_time")
     state.app.add_template_global(lambda: current_engage.user, "current_engage_user")
     state.app.add_template_global(csp_nonce, "engage_csp_nonce")
     # Flask-WTF names this global only when the host runs CSRFProtect; engage's forms need it.
     state.app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
+
+
+def reader_zone() -> str | None:
+    """The zone the signed-in user reads times in: their profile's, else ``None`` (the host's
+    Flask-Babel time zone, else UTC)."""
+    try:
+        user = current_engage.user
+    except RuntimeError:  # outside a request
+        return None
+    return valid_zone(getattr(user, "timezone", None))
+
+
+def reader_time(moment: Any, *, seconds: bool = False, zone: str | None = None) -> str:
+    """``moment`` as the signed-in user reads it (S45): their zone (or ``zone``), their
+    language, the date when it is not today. ``""`` for ``None``."""
+    if moment is None:
+        return ""
+    return format_local(moment, valid_zone(zone) or reader_zone(), seconds=seconds)
+
+
+def time_tag(moment: Any, *, seconds: bool = False, cls: str = "") -> Markup:
+    """A ``<time>`` element: UTC for machines in ``datetime``, the reader's time as its text."""
+    if moment is None:
+        return Markup("")
+    attr = f' class="{escape(cls)}"' if cls else ""
+    return Markup('<time datetime="{}"{}>{}</time>').format(
+        moment.isoformat(), Markup(attr), reader_time(moment, seconds=seconds)
+    )
 
 
 def engage_root() -> str:
@@ -188,6 +222,34 @@ def engage_assets(nonce: str | None = None) -> Markup:
         f'<script src="{url_for("engage.static", filename="engage/engage.js")}" defer'
         f' data-sw-url="{url_for("engage.service_worker")}" data-sw-scope="{escape(scope)}"'
         f' data-msg-error="{escape(error)}" data-msg-offline="{escape(offline)}"'
+        f' data-trix-lang="{escape(json.dumps(trix_words(), ensure_ascii=False))}"'
         "></script>",
     ]
     return Markup("\n".join(parts))
+
+
+def trix_words() -> dict[str, str]:
+    """The words of the Trix editor's toolbar and link dialog (``Trix.config.lang``), translated."""
+    return {
+        "bold": _("Bold"),
+        "italic": _("Italic"),
+        "strike": _("Strikethrough"),
+        "link": _("Link"),
+        "unlink": _("Unlink"),
+        "heading1": _("Heading"),
+        "quote": _("Quote"),
+        "code": _("Code"),
+        "bullets": _("Bullets"),
+        "numbers": _("Numbers"),
+        "outdent": _("Decrease level"),
+        "indent": _("Increase level"),
+        "undo": _("Undo"),
+        "redo": _("Redo"),
+        "attachFiles": _("Attach files"),
+        "url": _("URL"),
+        "urlPlaceholder": _("Enter a URL…"),
+        "remove": _("Remove"),
+        "captionPlaceholder": _("Add a caption…"),
+        "byte": _("Byte"),
+        "bytes": _("Bytes"),
+    }

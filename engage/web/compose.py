@@ -9,7 +9,6 @@ attachments :mod:`engage.web.compose_attachments`.
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import (
     abort,
@@ -31,7 +30,7 @@ from ..content import Address, header_safe, html_to_text
 from ..context import current_engage
 from ..emails import DraftInput
 from ..follow import FollowState
-from ..i18n import format_when, ngettext
+from ..i18n import format_local, ngettext
 from ..i18n import gettext as _
 from ..local_time import sender_zone
 from ..models import Email, EmailStatus, utcnow
@@ -142,12 +141,7 @@ def _after_send(email: Email, *, queued: bool) -> Any:
         )
     elif email.status is EmailStatus.SCHEDULED and email.scheduled_at:
         zone = sender_zone(sales_user(), request.form.get("browser_zone"))
-        local = email.scheduled_at.astimezone(ZoneInfo(zone))
-        message = _(
-            "Scheduled: it goes out %(when)s (%(zone)s).",
-            when=format_when(local),
-            zone=zone,
-        )
+        message = _("Scheduled: it goes out %(when)s.", when=format_local(email.scheduled_at, zone))
     if is_htmx():
         response = make_response(
             render_template("engage/_compose_done.html", email=email, message=message)

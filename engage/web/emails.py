@@ -5,14 +5,13 @@ interactions, rescheduling, sending the failed copies again, and its follow-up r
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 
 from .. import emails, events, reminders
 from ..access import can_see
 from ..context import current_engage
-from ..i18n import format_when
+from ..i18n import format_local
 from ..i18n import gettext as _
 from ..local_time import read_future_time, sender_zone
 from ..models import Activity, Email, EmailStatus, utcnow
@@ -100,15 +99,7 @@ def reschedule_email(email_id: int) -> Any:
         )
         return page, 422
     reschedule(email, when)
-    local = when.astimezone(ZoneInfo(zone))
-    flash(
-        _(
-            "Rescheduled: it goes out %(when)s (%(zone)s).",
-            when=format_when(local),
-            zone=zone,
-        ),
-        "engage-success",
-    )
+    flash(_("Rescheduled: it goes out %(when)s.", when=format_local(when, zone)), "engage-success")
     response = redirect(url_for("engage.email_detail", email_id=email.id))
     response.headers["HX-Trigger"] = TIMELINE_CHANGED
     return response

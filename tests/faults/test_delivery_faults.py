@@ -27,6 +27,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from engage import current_engage
+from engage.i18n import read
 from engage.jobs import sweep
 from engage.models import DeliveryState, Email, EmailStatus
 from tests.hostapp import db
@@ -357,7 +358,7 @@ def test_a_job_that_keeps_failing_ends_its_email_failed_and_is_not_queued_foreve
     email = _email(fault_app, email_id)
     assert email.status is EmailStatus.FAILED
     (party,) = email.recipients
-    assert "stopped after 3 errors" in (party.delivery_error or "")
+    assert "stopped after 3 errors" in read(party.delivery_error)
     with fault_app.app_context():
         current_engage.queue.empty()
         sweep()

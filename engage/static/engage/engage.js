@@ -190,10 +190,34 @@
    * the HTML, and body_format tells the server so. Trix brings bold, italic,
    * lists, links on Ctrl+K / Cmd+K, and cleans pasted HTML.
    */
+  /* Trix's toolbar tooltips and link dialog in the reader's language: the
+   * server puts the translated words on this script's data-trix-lang, and they
+   * must be in Trix.config.lang before the first toolbar is drawn. */
+  var trixLanguageSet = false;
+  function translateTrix() {
+    if (trixLanguageSet || !window.Trix || !window.Trix.config || !thisScript) {
+      return;
+    }
+    trixLanguageSet = true;
+    var words = thisScript.getAttribute("data-trix-lang");
+    if (!words) {
+      return;
+    }
+    try {
+      var lang = JSON.parse(words);
+      Object.keys(lang).forEach(function (key) {
+        window.Trix.config.lang[key] = lang[key];
+      });
+    } catch (ignored) {
+      // Malformed words: Trix keeps its English.
+    }
+  }
+
   function enhanceEditors(root) {
     if (!window.customElements || !window.customElements.get("trix-editor")) {
       return; // Trix did not load: the textarea keeps working.
     }
+    translateTrix();
     var textareas = root.querySelectorAll
       ? root.querySelectorAll("textarea[data-engage-editor]")
       : [];
