@@ -124,7 +124,10 @@ def test_the_admin_sees_whether_workers_and_the_sweep_are_alive(app):
 
         sweep()
     body = admin.get("/crm/engage/settings").get_data(as_text=True)
-    assert "never — start the scheduler" not in body and "UTC</time>" in body
+    # The time in the reader's zone and language; UTC only in the machine-readable attribute.
+    assert "never — start the scheduler" not in body
+    assert re.search(r'<time datetime="[^"]+\+00:00">[^<]*\d:\d\d:\d\d[^<]*</time>', body)
+    assert "UTC</time>" not in body
 
 
 def test_a_refusal_to_htmx_is_an_explained_partial_that_engage_js_swaps_in(app):
