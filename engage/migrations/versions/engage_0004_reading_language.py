@@ -1,7 +1,7 @@
 """The sender's language on each email (SPEC S45).
 
-Revision ID: engage_0002_lang
-Revises: engage_0001
+Revision ID: engage_0004
+Revises: engage_0003
 Create Date: 2026-11-30
 
 What engage adds to a sent message (the block of followed attachments) is written in the
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # Revision identifiers, used by Alembic.
-revision = "engage_0002_lang"
-down_revision = "engage_0001"
+revision = "engage_0004"
+down_revision = "engage_0003"
 branch_labels = None
 depends_on = None
 
