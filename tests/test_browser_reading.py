@@ -164,11 +164,6 @@ class Reader:
         return say
 
 
-#: Overflow at 390 px that issue 15's "A UI that keeps up" part fixes (the interactions table,
-#: long addresses on the home page): expected until that part lands.
-KNOWN_OVERFLOW = ("interactions", "home")
-
-
 @pytest.fixture(params=["de", "en"])
 def reader(request, browser, start_demo) -> Iterator[Reader]:
     language = request.param
@@ -334,14 +329,7 @@ def test_the_reps_day_reads_in_the_readers_language_and_time(reader: Reader) -> 
     check("no role")
 
     assert reader.problems == [], "\n".join(reader.problems)
-    unexpected = {s: w for s, w in reader.overflow.items() if s not in KNOWN_OVERFLOW}
-    assert unexpected == {}, f"wider than 390 px: {unexpected}"
-    known = {s: w for s, w in reader.overflow.items() if s in KNOWN_OVERFLOW}
-    if known:
-        pytest.xfail(
-            f"overflow at 390 px on {known}: issue 15's UI part (interactions table, long "
-            "addresses) fixes it"
-        )
+    assert reader.overflow == {}, f"wider than 390 px: {reader.overflow}"
 
 
 def test_the_reader_checks_find_english_and_machine_times() -> None:
