@@ -19,6 +19,7 @@ from engage.absences import absent_until, record_absence
 from engage.attachments import attach, store_upload
 from engage.emails import DraftInput, save_draft, submit
 from engage.geocoding import address_fingerprint
+from engage.i18n import stored
 from engage.models import (
     Absence,
     Activity,
@@ -300,8 +301,8 @@ def test_no_link_clicked_resolves_itself_on_a_persons_click_only_for_the_watched
 
     second, grace = followed_to_ada_and_grace()
     anyone = _reminder(beyond_app, second, NO_CLICK)
-    # A link scanner's click (before any open) is a machine's: it settles nothing.
-    assert click(beyond_app, grace.token) == 302
+    # A link scanner's click (an HTTP library's, S14) is a machine's: it settles nothing.
+    assert click(beyond_app, grace.token, user_agent="python-requests/2.32.3") == 302
     drain(beyond_app)
     assert _state(beyond_app, anyone).state == "pending"
     open_pixel(beyond_app, grace.token)
@@ -309,7 +310,8 @@ def test_no_link_clicked_resolves_itself_on_a_persons_click_only_for_the_watched
     drain(beyond_app)
     resolved = _state(beyond_app, anyone)
     assert resolved.state == "resolved"
-    assert resolved.resolved_reason == "Grace Hopper clicked a link"
+    # Stored as data, read in the reader's language (S45).
+    assert resolved.resolved_reason == stored("reminder.clicked", name="Grace Hopper")
 
 
 def _email_with_followed_file(app) -> tuple[int, int]:
@@ -347,7 +349,10 @@ def test_attachment_not_opened_fires_until_the_file_is_opened_then_resolves_itse
     assert got.status_code == 200 and got.data == b"%PDF-1.4 offer"
     drain(beyond_app)
     row = _state(beyond_app, watched)
-    assert (row.state, row.resolved_reason) == ("resolved", "Ada Lovelace opened offer.pdf")
+    assert (row.state, row.resolved_reason) == (
+        "resolved",
+        stored("reminder.file_opened", name="Ada Lovelace", file="offer.pdf"),
+    )
 
 
 def test_the_email_page_sets_a_link_reminder_for_one_recipient_and_refuses_a_stranger(
@@ -514,7 +519,10 @@ def test_link_and_file_conditions_judge_peoples_events_as_plain_values():
     assert not evaluate(NO_CLICK, [grace], "Offer").holds
     assert evaluate(NO_CLICK, [grace], "Offer").met_at == at
     opened = evaluate(FILE_NOT_OPENED, [ada], "Offer", attachment_id=7, attachment_name="a.pdf")
-    assert (opened.holds, opened.what) == (False, "Ada opened a.pdf")
+    assert (opened.holds, opened.what) == (
+        False,
+        stored("reminder.file_opened", name="Ada", file="a.pdf"),
+    )
     assert evaluate(FILE_NOT_OPENED, [ada], "Offer", attachment_id=8).holds
     assert not evaluate(FILE_NOT_OPENED, [ada], "Offer").holds  # any file
     text = summary(
@@ -526,4 +534,5 @@ def test_link_and_file_conditions_judge_peoples_events_as_plain_values():
         now=at,
         file="a.pdf",
     )
-    assert text == "Remind me Wed 10:00 if Ada hasn't opened a.pdf"
+    # The time in the rep's zone, with its date as it is not today (S45).
+    assert text == "Remind me Wed, Dec 2, 10:00\u202fAM if Ada hasn't opened a.pdf"
