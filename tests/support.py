@@ -29,10 +29,20 @@ import redis
 import sqlalchemy as sa
 from flask import Flask
 
+from engage.context import current_engage
 from engage.delivery import deliver
 from engage.emails import DraftInput, save_draft, submit
 from engage.events import persist_events
-from engage.models import Email, EmailStatus, EventKind, Party, PartyRole, TrackingEvent
+from engage.geocoding import address_fingerprint
+from engage.models import (
+    Email,
+    EmailStatus,
+    EventKind,
+    Party,
+    PartyRole,
+    RecordTimezone,
+    TrackingEvent,
+)
 from engage.records import EngageUser, RecordRef
 from engage.timeline import sync_email_activities
 from tests import hostapp
@@ -558,3 +568,21 @@ def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "th
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def store_zones(app, **by_customer: str) -> None:
+    """Store the customers' geocoded zones, as the lookup job would."""
+    with app.app_context():
+        for customer_id, zone in by_customer.items():
+            ref = RecordRef("customer", customer_id.lstrip("c"))
+            record = current_engage.records.get(ref)
+            db.session.add(
+                RecordTimezone(
+                    record_type=ref.type,
+                    record_id=ref.id,
+                    timezone=zone,
+                    fingerprint=address_fingerprint(record.address),
+                    status="found",
+                )
+            )
+        db.session.commit()

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from engage import current_engage, jobs
 from engage.best_time import WorkingHours
-from engage.geocoding import address_fingerprint
 from engage.models import (
     Card,
     Email,
@@ -26,7 +25,6 @@ from engage.models import (
     EnrolmentState,
     Party,
     PartyRole,
-    RecordTimezone,
     SequenceSend,
     StepKind,
     utcnow,
@@ -54,6 +52,7 @@ from tests.support import (
     reply,
     rq_worker,
     sign_in,
+    store_zones,
     worker_env,
 )
 
@@ -136,24 +135,6 @@ def add_sequence(app, *steps: tuple[StepKind, int, int | None], thread: bool = F
             ],
         )
         return sequence.id
-
-
-def zones(app, **by_customer: str) -> None:
-    """Store the customers' geocoded zones, as the lookup job would."""
-    with app.app_context():
-        for customer_id, zone in by_customer.items():
-            ref = RecordRef("customer", customer_id.lstrip("c"))
-            record = current_engage.records.get(ref)
-            db.session.add(
-                RecordTimezone(
-                    record_type=ref.type,
-                    record_id=ref.id,
-                    timezone=zone,
-                    fingerprint=address_fingerprint(record.address),
-                    status="found",
-                )
-            )
-        db.session.commit()
 
 
 def enrol_now(app, sequence_id: int, *refs: RecordRef, at: datetime | None = None) -> list[int]:
@@ -244,7 +225,7 @@ def test_each_recipient_gets_the_step_at_their_own_working_time_written_for_them
     sequence_id = add_sequence(
         app, (StepKind.AUTO_EMAIL, 0, greeting), (StepKind.AUTO_EMAIL, 3, follow_up)
     )
-    zones(app, c1="Europe/London", c2="America/New_York")
+    store_zones(app, c1="Europe/London", c2="America/New_York")
     monday = utc(2026, 11, 23, 9, 0)  # 09:00 in London, 04:00 in New York
     ada, grace = enrol_now(app, sequence_id, ADA, GRACE, at=monday)
     assert enrolment(app, ada).due_at == monday  # inside London's working day: at once
