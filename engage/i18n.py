@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import Domain
+from markupsafe import Markup, escape
 
 domain = Domain(
     translation_directories=str(Path(__file__).parent / "translations"), domain="engage"
@@ -33,6 +34,21 @@ gettext = domain.gettext
 ngettext = domain.ngettext
 lazy_gettext = domain.lazy_gettext
 _ = gettext
+
+
+def gettext_markup(string: str, **variables: Any) -> Markup:
+    """:func:`gettext` for templates: the translation is text (escaped), and so is each value,
+    except values that are markup already (a ``<time>`` from ``engage_time``), which stay
+    markup. Templates see it as ``_e``."""
+    text = escape(domain.get_translations().ugettext(string))
+    return text % variables if variables else text
+
+
+def ngettext_markup(singular: str, plural: str, num: int, **variables: Any) -> Markup:
+    """:func:`ngettext` for templates (``ngettext_e``), on the terms of :func:`gettext_markup`."""
+    variables.setdefault("num", num)
+    return escape(domain.get_translations().ungettext(singular, plural, num)) % variables
+
 
 #: CLDR patterns for the times engage writes out; weekday and month names follow the language.
 #: ``weekday``: "Tue 2026-11-24 09:00"; ``short``: "Tue 09:00"; ``long``: "Tue 24 Nov 2026 09:00".

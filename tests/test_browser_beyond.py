@@ -91,7 +91,11 @@ def test_a_rep_sees_an_absence_one_time_for_two_and_a_link_reminder_that_waits_f
     page.reload()
     absence = page.locator(".engage-activity--absence")
     absence.wait_for()
-    assert "abwesend bis" in absence.inner_text() and "Abwesend".upper() in absence.inner_text()
+    assert (
+        " ist bis " in absence.inner_text()
+        and "abwesend" in absence.inner_text()
+        and "Abwesend".upper() in absence.inner_text()
+    )
 
     # S40: one time for Jürgen and Marie, each listed with their local time; Jürgen is away.
     open_compose_de(page, demo, "Jürgen Müller")

@@ -42,7 +42,7 @@ def test_a_manager_writes_a_sequence_and_a_rep_enrols_a_contact_and_a_list(germa
 
     # The sales manager writes a three-step sequence.
     sign_in(page, demo, "Lena Vogel")
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sequences").click()
+    page.get_by_role("navigation", name="Hauptmenü").get_by_role("link", name="Sequenzen").click()
     page.get_by_role("heading", name="Sequenzen").wait_for()
     page.get_by_role("link", name="Neue Sequenz").click()
     page.get_by_label("Name").fill(NAME)
@@ -89,10 +89,10 @@ def test_a_manager_writes_a_sequence_and_a_rep_enrols_a_contact_and_a_list(germa
     expect(enrolment).to_contain_text("Läuft")
 
     # And two more from the People page's selection.
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="People").click()
+    page.get_by_role("navigation", name="Hauptmenü").get_by_role("link", name="Personen").click()
     page.get_by_role("checkbox", name="Jürgen Müller").check()
     page.locator("input[name=records][value^='lead:']").first.check()
-    page.get_by_role("button", name="Enrol selected in a sequence").click()
+    page.get_by_role("button", name="Ausgewählte in eine Sequenz aufnehmen").click()
     page.get_by_role("heading", name="In eine Sequenz aufnehmen").wait_for()
     page.get_by_text("2 Datensätze ausgewählt:").wait_for()
     page.get_by_label("Sequenz", exact=True).select_option(label=NAME)
@@ -101,6 +101,6 @@ def test_a_manager_writes_a_sequence_and_a_rep_enrols_a_contact_and_a_list(germa
 
     # The manager's page counts the three.
     sign_in(page, demo, "Lena Vogel")
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sequences").click()
+    page.get_by_role("navigation", name="Hauptmenü").get_by_role("link", name="Sequenzen").click()
     page.get_by_role("link", name=NAME, exact=True).click()
     expect(page.locator('[data-stat="enrolled"]')).to_have_text("3")

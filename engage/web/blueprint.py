@@ -21,7 +21,15 @@ from werkzeug.routing import IntegerConverter, Map
 from wtforms.validators import ValidationError
 
 from ..context import current_engage
-from ..i18n import format_local, format_when, locale_tag, ngettext, read, status_label
+from ..i18n import (
+    format_local,
+    format_when,
+    gettext_markup,
+    locale_tag,
+    ngettext_markup,
+    read,
+    status_label,
+)
 from ..i18n import gettext as _
 from ..ids import MAX_ID
 from ..local_time import valid_zone
@@ -142,8 +150,8 @@ def _register_template_globals(state: Any) -> None:
     # engage's gettext (its own translation domain), kept apart from the host's ``_``.
     state.app.add_template_global(engage_assets, "engage_assets")
     state.app.add_template_global(RecordRef, "RecordRef")
-    state.app.add_template_global(_, "_e")
-    state.app.add_template_global(ngettext, "ngettext_e")
+    state.app.add_template_global(gettext_markup, "_e")
+    state.app.add_template_global(ngettext_markup, "ngettext_e")
     state.app.add_template_global(locale_tag, "engage_locale")
     state.app.add_template_global(format_when, "engage_when")
     # A time kept as ISO text in a timeline entry (an absence's return, S42), as a datetime.

@@ -412,6 +412,63 @@
       if (field) {
         field.value = details.open ? "1" : "";
       }
+      // A dialog that works its content out again when the rep opens it (Send later, S40)
+      // asks the server here: an htmx trigger filter would need eval, which the CSP forbids.
+      // Only the rep's own opening counts: a redrawn dialog that arrives open toggles too.
+      if (details.open && details.hasAttribute("data-engage-opened-by-rep")) {
+        details.removeAttribute("data-engage-opened-by-rep");
+        if (window.htmx) {
+          window.htmx.trigger(details, "engage-opened");
+        }
+      }
+    },
+    true
+  );
+  // A redraw asked for before the rep opened a dialog (the recipients changed a moment
+  // earlier) must not close it: a dialog the rep opened while the request was on its way
+  // stays open across the swap. One open when the request left is the server's to close (OK).
+  function openDialogs(target) {
+    var ids = [];
+    if (target && target.querySelectorAll) {
+      var open = target.querySelectorAll("details[data-engage-keep-open][open]");
+      Array.prototype.forEach.call(open, function (details) {
+        var holder = details.closest("[id]");
+        if (holder) {
+          ids.push(holder.id);
+        }
+      });
+    }
+    return ids;
+  }
+  var openAtRequest = new WeakMap();
+  var openedMeanwhile = [];
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    openAtRequest.set(event.detail.xhr, openDialogs(event.detail.target));
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var before = openAtRequest.get(event.detail.xhr) || [];
+    openedMeanwhile = openDialogs(event.detail.target).filter(function (id) {
+      return before.indexOf(id) < 0;
+    });
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    openedMeanwhile.forEach(function (id) {
+      var holder = document.getElementById(id);
+      var details = holder && holder.querySelector("details[data-engage-keep-open]");
+      if (details && !details.open) {
+        details.open = true;
+      }
+    });
+    openedMeanwhile = [];
+  });
+  document.addEventListener(
+    "click",
+    function (event) {
+      var summary = event.target.closest && event.target.closest("summary");
+      var details = summary && summary.parentElement;
+      if (details && !details.open && details.hasAttribute("data-engage-redraw-on-open")) {
+        details.setAttribute("data-engage-opened-by-rep", "");
+      }
     },
     true
   );
