@@ -32,6 +32,7 @@ due again at the recipient's next working time after that.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -84,6 +85,8 @@ from .records import EngageUser, Record, RecordRef
 from .templating import TemplateBroken, TemplateRefused, render_template_text, values_for
 from .timeline import sync_email_activities
 from .tracking import new_token, web_links
+
+logger = logging.getLogger(__name__)
 
 #: The most steps a sequence has, and the longest wait of one, in working days.
 MAX_STEPS = 20
@@ -492,10 +495,16 @@ def sweep_sequences(now: datetime) -> int:
     opens for the steps, and queues every due step that no job waits for.
     """
     session = current_engage.session
-    _resume_after_absences(session, now)
-    _settle_bounces(session)
-    _count_opens(session)
-    session.commit()
+    try:
+        _resume_after_absences(session, now)
+        _settle_bounces(session)
+        _count_opens(session)
+        session.commit()
+    except Exception:
+        # The rest of the periodic sweep (and the due steps below) must not wait for this
+        # bookkeeping; it is tried again at the next run.
+        session.rollback()
+        logger.exception("engage: the sequences' bookkeeping failed; the next sweep tries again")
     return queue_due(now)
 
 
