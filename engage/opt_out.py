@@ -40,11 +40,11 @@ from .models import (
     Email,
     EmailTemplate,
     Party,
-    Setting,
     TrackingOptOut,
     affected_rows,
     utcnow,
 )
+from .organisation import set_switch, switch
 from .records import FollowPreference, FollowPreferenceWriter, RecordRef
 from .tracking import base_url
 
@@ -55,22 +55,12 @@ _SALT = "engage-opt-out"
 
 def opt_out_line_enabled() -> bool:
     """Whether followed emails carry the "Don't track my opens and clicks" line (S43)."""
-    row = current_engage.session.get(Setting, OPT_OUT_LINE)
-    if row is None:
-        return bool(current_app.config["ENGAGE_OPT_OUT_LINE"])
-    return row.value == "1"
+    return switch(OPT_OUT_LINE, "ENGAGE_OPT_OUT_LINE")
 
 
 def set_opt_out_line(enabled: bool, *, by: str) -> None:
     """Turn the line on or off for the organisation and commit."""
-    session = current_engage.session
-    row = session.get(Setting, OPT_OUT_LINE)
-    if row is None:
-        row = Setting(key=OPT_OUT_LINE, value="")
-        session.add(row)
-    row.value = "1" if enabled else "0"
-    row.updated_by = by
-    session.commit()
+    set_switch(OPT_OUT_LINE, enabled, by=by)
 
 
 def _serializer() -> URLSafeSerializer:
