@@ -41,7 +41,9 @@ from engage.models import (
     Party,
     PartyRole,
     RecordTimezone,
+    Reminder,
     TrackingEvent,
+    utcnow,
 )
 from engage.records import EngageUser, RecordRef
 from engage.timeline import sync_email_activities
@@ -409,8 +411,6 @@ def load(app, email_id: int) -> Email:
 
 def age_delivery(app, email_id, seconds=120):
     """Move the delivery time back, so that opens are not 'seconds after delivery'."""
-    from engage.models import utcnow
-
     with app.app_context():
         for party in db.session.get(Email, email_id).recipients:
             party.delivered_at = utcnow() - timedelta(seconds=seconds)
@@ -586,3 +586,21 @@ def store_zones(app, **by_customer: str) -> None:
                 )
             )
         db.session.commit()
+
+
+def add_reminder(
+    app, email_id: int, condition: str, *, title: str = "Follow up with Ada", **fields: Any
+) -> int:
+    """A pending reminder on the email, due in an hour; ``fields`` such as ``recipient``."""
+    with app.app_context():
+        row = Reminder(
+            email_id=email_id,
+            owner_id="1",
+            title=title,
+            condition=condition,
+            remind_at=utcnow() + timedelta(hours=1),
+            **fields,
+        )
+        db.session.add(row)
+        db.session.commit()
+        return row.id

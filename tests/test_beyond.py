@@ -43,6 +43,7 @@ from tests.support import (
     ROOT,
     SAM,
     TOKEN,
+    add_reminder,
     age_delivery,
     compose_fields,
     csrf_token,
@@ -248,21 +249,6 @@ def test_a_reminder_due_during_an_absence_says_so_and_can_wait_for_their_return(
 # -- S41: reminders on links and files ------------------------------------------------------------
 
 
-def _reminder(app, email_id, condition, **fields) -> int:
-    with app.app_context():
-        row = Reminder(
-            email_id=email_id,
-            owner_id="1",
-            title="Follow up",
-            condition=condition,
-            remind_at=utcnow() + timedelta(hours=1),
-            **fields,
-        )
-        db.session.add(row)
-        db.session.commit()
-        return row.id
-
-
 def _state(app, reminder_id) -> Reminder:
     with app.app_context():
         row = db.session.get(Reminder, reminder_id)
@@ -293,14 +279,14 @@ def test_no_link_clicked_resolves_itself_on_a_persons_click_only_for_the_watched
         return email_id, next(p for p in recipients if p.address.startswith("grace"))
 
     first, grace = followed_to_ada_and_grace()
-    ada_only = _reminder(beyond_app, first, NO_CLICK, recipient="ada@example.com")
+    ada_only = add_reminder(beyond_app, first, NO_CLICK, recipient="ada@example.com")
     open_pixel(beyond_app, grace.token)  # a person opens before clicking (S14)
     assert click(beyond_app, grace.token) == 302
     drain(beyond_app)
     assert _state(beyond_app, ada_only).state == "pending"  # Grace is not the one watched
 
     second, grace = followed_to_ada_and_grace()
-    anyone = _reminder(beyond_app, second, NO_CLICK)
+    anyone = add_reminder(beyond_app, second, NO_CLICK)
     # A link scanner's click (an HTTP library's, S14) is a machine's: it settles nothing.
     assert click(beyond_app, grace.token, user_agent="python-requests/2.32.3") == 302
     drain(beyond_app)
@@ -336,7 +322,7 @@ def test_attachment_not_opened_fires_until_the_file_is_opened_then_resolves_itse
     email_id, file_id = _email_with_followed_file(beyond_app)
     assert run_delivery(beyond_app, email_id) == "sent"
     age_delivery(beyond_app, email_id)
-    watched = _reminder(beyond_app, email_id, FILE_NOT_OPENED, attachment_id=file_id)
+    watched = add_reminder(beyond_app, email_id, FILE_NOT_OPENED, attachment_id=file_id)
     ada = load(beyond_app, email_id).recipients[0]
 
     open_pixel(beyond_app, ada.token)  # an open is not a file open

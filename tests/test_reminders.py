@@ -31,6 +31,7 @@ from tests.hostapp import db
 from tests.support import (
     CHROME,
     TOKEN,
+    add_reminder,
     age_delivery,
     compose_fields,
     csrf_token,
@@ -81,20 +82,6 @@ def sent_email(app, *, follow=True) -> int:
     email_id = send_followed(app, cc="", follow=follow)
     assert run_delivery(app, email_id) == "sent"
     return email_id
-
-
-def add_reminder(app, email_id: int, condition: str) -> int:
-    with app.app_context():
-        row = Reminder(
-            email_id=email_id,
-            owner_id="1",
-            title="Follow up with Ada",
-            condition=condition,
-            remind_at=utcnow() + timedelta(hours=1),
-        )
-        db.session.add(row)
-        db.session.commit()
-        return row.id
 
 
 def come_due(app, reminder_id: int, ago=timedelta(seconds=1)) -> str:
