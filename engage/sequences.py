@@ -81,6 +81,7 @@ from .models import (
     new_message_id,
     utcnow,
 )
+from .opt_out import apply_opt_out
 from .records import EngageUser, Record, RecordRef
 from .templating import TemplateBroken, TemplateRefused, render_template_text, values_for
 from .timeline import sync_email_activities
@@ -381,6 +382,16 @@ def end_enrolments_for_address(session: Session, address: str, reason: EndReason
         )
     ).all()
     return sum(_end(session, row.id, row.sequence_id, why) for row in rows)
+
+
+def opt_out(session: Session, party: Party) -> bool:
+    """Record the recipient's own opt-out (S43, :func:`engage.opt_out.apply_opt_out`) and end
+    their running enrolments with it (S47); commits. ``False`` when it was recorded before."""
+    if not apply_opt_out(session, party):
+        return False
+    end_enrolments_for_address(session, party.address, EndReason.OPTED_OUT)
+    session.commit()
+    return True
 
 
 def pause_enrolments_until(session: Session, address: str, until: datetime) -> int:

@@ -15,8 +15,8 @@ from flask_babel import force_locale
 
 from .. import sequences
 from ..context import current_engage
-from ..models import EndReason, Party
-from ..opt_out import apply_opt_out, read_opt_out_token
+from ..models import Party
+from ..opt_out import read_opt_out_token
 from .blueprint import CSRF_EXEMPT, blueprint
 from .tracking import NO_STORE
 
@@ -30,13 +30,8 @@ def opt_out(token: str) -> Any:
         abort(404)
     state = "done" if party.opted_out_at is not None else "ask"
     if request.method == "POST" and state == "ask":
-        state = "done_now" if apply_opt_out(current_engage.session, party) else "done"
-        if state == "done_now":
-            # Their sequences end here too (S47).
-            sequences.end_enrolments_for_address(
-                current_engage.session, party.address, EndReason.OPTED_OUT
-            )
-            current_engage.session.commit()
+        # Their sequences end with it (S47).
+        state = "done_now" if sequences.opt_out(current_engage.session, party) else "done"
     with force_locale(link.language):
         page = render_template(
             "engage/opt_out_page.html",
