@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import LockError, RedisError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import queueing, template_performance
@@ -417,17 +418,22 @@ def _deliver(email_id: int) -> str:
         if p.delivery_state in (DeliveryState.PENDING, DeliveryState.RETRYING)
         and p.attempt_id is None
     ]
-    if pending:
-        settings = SmtpSettings.from_url(
-            current_app.config["ENGAGE_SMTP_URL"],
-            timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
-            ca_file=current_app.config["ENGAGE_SMTP_CA_FILE"],
-        )
+    if not pending:
+        return _settle(email)
+    settings = SmtpSettings.from_url(
+        current_app.config["ENGAGE_SMTP_URL"],
+        timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
+        ca_file=current_app.config["ENGAGE_SMTP_CA_FILE"],
+    )
+    with _copy_ledger() as ledger:
         with _kept_after_commit():
-            unreachable = _send_copies(email, pending, settings)
+            unreachable = _send_copies(email, pending, settings, ledger)
         if unreachable:
             _wait_for_the_relay(email.id)
-    return _settle(email)
+        # The last copy's answer is stored with the email's outcome: one commit for both.
+        outcome = _settle(email, ledger)
+        ledger.settled()
+        return outcome
 
 
 @contextlib.contextmanager
@@ -476,12 +482,15 @@ def _settle_lost_attempts(email: Email) -> None:
     current_engage.session.commit()
 
 
-def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> bool:
+def _send_copies(
+    email: Email, pending: list[Party], settings: SmtpSettings, ledger: _Ledger
+) -> bool:
     """Send each pending copy, writing down its attempt before and its answer right after.
 
-    Each claim and each answer is committed by itself (see :func:`_copy_ledger`), so at any
-    moment at most one copy is attempted without a known answer. Returns whether the relay
-    could not be reached (some copies wait for it).
+    Each claim is committed before its copy is handed over, and each answer with the next
+    claim or the email's outcome (see :class:`_Ledger`), so at any moment at most one copy is
+    attempted without a known answer. Returns whether the relay could not be reached (some
+    copies wait for it).
     """
     unreachable = False
     sender = email.parties_in(PartyRole.FROM)[0].address
@@ -502,37 +511,36 @@ def _send_copies(email: Email, pending: list[Party], settings: SmtpSettings) -> 
     shared: dict[bool, bytes] = {}
     writer = _CopyWriter(email, files)
     client: smtplib.SMTP | None = None
-    with _copy_ledger() as ledger:
-        try:
-            for party in pending:
-                # Addresses beyond ASCII need the relay's SMTPUTF8 extension, for this copy only.
-                smtputf8 = not (sender.isascii() and party.address.isascii())
-                policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
-                try:
-                    if email.followed and party.token:
-                        data = writer.copy(party, policy)
-                    else:
-                        if smtputf8 not in shared:
-                            shared[smtputf8] = writer.copy(party, policy)
-                        data = shared[smtputf8]
-                except Unbuildable as exc:
-                    ledger.answer(party, DeliveryState.FAILED, str(exc))
-                    continue
-                if not ledger.claim(party):
-                    continue  # another job has it
-                try:
-                    if client is None:
-                        client = _open(settings)
-                    state, error = _send_one(client, data, party, sender, smtputf8)
-                except _Transient as exc:
-                    state, error = DeliveryState.RETRYING, str(exc)
-                    if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
-                        client = None  # the connection is gone: open a new one for the next
-                        unreachable = True
-                ledger.answer(party, state, error)
-        finally:
-            if client is not None:
-                _keep(settings, client)
+    try:
+        for party in pending:
+            # Addresses beyond ASCII need the relay's SMTPUTF8 extension, for this copy only.
+            smtputf8 = not (sender.isascii() and party.address.isascii())
+            policy = SMTPUTF8_POLICY if smtputf8 else SMTP_POLICY
+            try:
+                if email.followed and party.token:
+                    data = writer.copy(party, policy)
+                else:
+                    if smtputf8 not in shared:
+                        shared[smtputf8] = writer.copy(party, policy)
+                    data = shared[smtputf8]
+            except Unbuildable as exc:
+                ledger.answer(party, DeliveryState.FAILED, str(exc))
+                continue
+            if not ledger.claim(party):
+                continue  # another job has it
+            try:
+                if client is None:
+                    client = _open(settings)
+                state, error = _send_one(client, data, party, sender, smtputf8)
+            except _Transient as exc:
+                state, error = DeliveryState.RETRYING, str(exc)
+                if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
+                    client = None  # the connection is gone: open a new one for the next
+                    unreachable = True
+            ledger.answer(party, state, error)
+    finally:
+        if client is not None:
+            _keep(settings, client)
     return unreachable
 
 
@@ -616,6 +624,9 @@ _ANSWER = (
 )
 
 
+#: Within a transaction on PostgreSQL: its commit returns without waiting for the disk.
+_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
+
 #: A claim that also writes the answer of the copy before (PostgreSQL): one round trip and one
 #: commit for both, as data-modifying WITH runs whether or not the outer statement matches.
 _CLAIM_AFTER_ANSWER = _CLAIM.add_cte(_ANSWER.cte("answer"))
@@ -626,8 +637,8 @@ class _Ledger:
     commits by itself.
 
     A claim is stored before its copy is handed to the relay, and an answer as soon as the
-    relay gave it or, on PostgreSQL, with the next copy's claim (one commit for both), so at
-    any moment at most one copy is attempted without a known answer.
+    relay gave it or, on PostgreSQL, with the next copy's claim or the email's outcome (one
+    commit for both), so at any moment at most one copy is attempted without a known answer.
     """
 
     def __init__(self, connection: sa.Connection) -> None:
@@ -677,6 +688,18 @@ class _Ledger:
         else:
             self.connection.execute(_ANSWER, params)
 
+    def store_in(self, session: Session) -> None:
+        """Store an answer still waiting in ``session``'s transaction, whose commit need not
+        wait for the disk (PostgreSQL): a claim no later than that answer is durable, so the
+        copy cannot be lost, only left in doubt by a database crash in that instant."""
+        if self.pending is not None:
+            session.execute(_ANSWER, self.pending)
+            session.execute(_ASYNC_COMMIT)
+
+    def settled(self) -> None:
+        """The transaction :meth:`store_in` used has committed: nothing is left to store."""
+        self.pending = None
+
     def flush(self) -> None:
         """Store an answer still waiting for the next claim."""
         if self.pending is not None:
@@ -686,7 +709,8 @@ class _Ledger:
 
 @contextlib.contextmanager
 def _copy_ledger() -> Iterator[_Ledger]:
-    """The job's :class:`_Ledger`, its last answer stored on the way out.
+    """The job's :class:`_Ledger`; an answer it still holds on the way out (the job did not
+    settle the email) is stored then.
 
     The session's own transaction ends first, so no snapshot it read can be older than the
     ledger's writes when it writes again (SQLite would refuse that).
@@ -697,6 +721,12 @@ def _copy_ledger() -> Iterator[_Ledger]:
         ledger = _Ledger(connection.execution_options(isolation_level="AUTOCOMMIT"))
         try:
             yield ledger
+        except BaseException:
+            if ledger.pending is not None:
+                # The session's transaction may hold the row that answer writes: end it first.
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    session.rollback()
+            raise
         finally:
             ledger.flush()
 
@@ -817,9 +847,17 @@ def _connection_words(settings: SmtpSettings, exc: BaseException) -> str:
     return stored("delivery.unreachable", server=server, detail=str(exc)[:500])
 
 
-def _settle(email: Email) -> str:
-    """Decide what follows an attempt: a retry later, or the email's final status."""
+def _settle(email: Email, ledger: _Ledger | None = None) -> str:
+    """Decide what follows an attempt: a retry later, or the email's final status.
+
+    An answer ``ledger`` still holds is stored in the same transaction. On PostgreSQL that
+    commit does not wait for the disk: were the database server to crash in that instant, the
+    outcome is decided again by the next job and the last copy counts as attempted without an
+    answer (in doubt), never as untried; every claim is durable before its copy is handed over.
+    """
     session = current_engage.session
+    if ledger is not None:
+        ledger.store_in(session)
     retrying = [p for p in email.recipients if p.delivery_state is DeliveryState.RETRYING]
     if retrying:
         attempts = max(p.delivery_attempts for p in retrying)

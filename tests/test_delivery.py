@@ -303,7 +303,7 @@ def test_a_job_that_dies_before_its_commit_does_not_resend_what_the_relay_accept
 
     email_id = send(smtp_app)
 
-    def crash(email):
+    def crash(email, ledger=None):
         raise SystemExit("the worker died before committing")
 
     with monkeypatch.context() as patch:
@@ -319,6 +319,31 @@ def test_a_job_that_dies_before_its_commit_does_not_resend_what_the_relay_accept
     assert len(smtp_sink.messages) == 3
     email = load(smtp_app, email_id)
     assert all(p.delivery_state is DeliveryState.SENT and p.delivered_at for p in email.recipients)
+
+
+def test_a_job_that_fails_while_settling_still_stores_the_last_answer(
+    smtp_app, smtp_sink, monkeypatch
+):
+    # The last copy's answer rides with the email's outcome; when settling fails half-way, the
+    # job stores that answer on its own instead (and does not wait on its own row lock).
+    import engage.delivery
+
+    email_id = send(smtp_app)
+
+    def broken(session, email):
+        raise RuntimeError("the timeline is broken")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engage.delivery, "move_email_activities", broken)
+        with smtp_app.app_context(), pytest.raises(RuntimeError):
+            deliver(email_id)
+    assert len(smtp_sink.messages) == 3
+    email = load(smtp_app, email_id)
+    assert email.status is EmailStatus.SENDING
+    assert all(p.delivery_state is DeliveryState.SENT for p in email.recipients)
+    assert all(p.attempt_id is None for p in email.recipients)
+    assert run_delivery(smtp_app, email_id) == "sent"
+    assert len(smtp_sink.messages) == 3
 
 
 def test_an_address_beyond_ascii_goes_out_with_smtputf8(app, redis_client):
