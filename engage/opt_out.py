@@ -189,11 +189,14 @@ def apply_opt_out(session: Session, party: Party, *, now: datetime | None = None
 
 
 def with_opt_out_line(
-    email: Email, party: Party, body_html: str, body_text: str
+    email: Email, party: Party, body_html: str, body_text: str, *, enabled: bool | None = None
 ) -> tuple[str, str]:
     """A followed copy's bodies with the opt-out line at the end, when the organisation wants
-    it; the line is in the email's language and its link goes to this copy's page."""
-    if not opt_out_line_enabled():
+    it; the line is in the email's language and its link goes to this copy's page.
+
+    :param enabled: the organisation's switch, when the caller has read it already.
+    """
+    if not (opt_out_line_enabled() if enabled is None else enabled):
         return body_html, body_text
     language = email_language(email, party)
     url = opt_out_url(party, language)
