@@ -51,7 +51,7 @@ from redis.exceptions import LockError, RedisError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import queueing, template_performance
+from . import mime, queueing, template_performance
 from .content import format_address, header_safe, html_to_text
 from .context import current_engage
 from .i18n import format_size, language, stored
@@ -65,7 +65,7 @@ from .models import (
     PartyRole,
     utcnow,
 )
-from .opt_out import with_opt_out_line
+from .opt_out import opt_out_line_enabled, with_opt_out_line
 from .recipients import recipient_preference
 from .records import FollowPreference
 from .timeline import move_email_activities
@@ -169,29 +169,60 @@ def _set_headers(message: EmailMessage, email: Email) -> None:
     message["X-Engage-Email"] = str(email.id)
 
 
-def _set_body(
-    message: EmailMessage, email: Email, recipient: Party, files: Mapping[int, bytes] | None
-) -> None:
-    """``recipient``'s own body of ``email``: its parts and the headers that describe them."""
-    body_html, body_text = email.html_body, email.text_body
-    followed_copy = bool(email.followed and recipient.token)
-    if followed_copy:
+class _Bodies:
+    """Each recipient's own text and HTML of one email: as written, or followed (S13).
+
+    What every followed copy shares (the links rewritten, the text made from the HTML, the
+    organisation's opt-out switch) is worked out once, with a stand-in for the recipient's
+    token that each copy then replaces.
+    """
+
+    def __init__(self, email: Email) -> None:
+        self.email = email
+        self.stand_in = f"engage{secrets.token_hex(16)}"
+        self.tracked: tuple[str, str] | None = None
+        self.opt_out_line: bool | None = None
+
+    def of(self, recipient: Party) -> tuple[str, str]:
+        """``recipient``'s text (never empty) and HTML."""
+        email = self.email
+        if not _followed_copy(email, recipient):
+            return email.text_body or " ", email.html_body
         # This recipient's own copy: links through the click endpoint, an open pixel (S13).
-        assert recipient.token is not None
-        body_html = tracked_html(email.html_body, recipient.token)
-        body_text = html_to_text(body_html)
+        token = recipient.token
+        assert token is not None
+        if self.tracked is None:
+            tracked = tracked_html(email.html_body, self.stand_in)
+            self.tracked = (tracked, html_to_text(tracked))
+        body_html, body_text = (part.replace(self.stand_in, token) for part in self.tracked)
         linked = [a for a in email.attachments if a.followed]
         if linked:
-            links = [(a, attachment_url(recipient.token, a.id)) for a in linked]
+            links = [(a, attachment_url(token, a.id)) for a in linked]
             with language(block_language(email, recipient)):
                 body_html += _links_html(links)
                 body_text = f"{body_text}\n\n{_links_text(links)}"
         # The recipient's own choice (S43), after the rewriting: its link is never tracked.
-        body_html, body_text = with_opt_out_line(email, recipient, body_html, body_text)
-    message.set_content(body_text or " ")
+        if self.opt_out_line is None:
+            self.opt_out_line = opt_out_line_enabled()
+        body_html, body_text = with_opt_out_line(
+            email, recipient, body_html, body_text, enabled=self.opt_out_line
+        )
+        return body_text or " ", body_html
+
+
+def _followed_copy(email: Email, recipient: Party) -> bool:
+    return bool(email.followed and recipient.token)
+
+
+def _set_body(
+    message: EmailMessage, email: Email, recipient: Party, files: Mapping[int, bytes] | None
+) -> None:
+    """``recipient``'s own body of ``email``: its parts and the headers that describe them."""
+    body_text, body_html = _Bodies(email).of(recipient)
+    message.set_content(body_text)
     if body_html:
         message.add_alternative(_html_document(body_html), subtype="html")
-    for attachment in mime_attachments(email, followed_copy=followed_copy):
+    for attachment in mime_attachments(email, followed_copy=_followed_copy(email, recipient)):
         data = files.get(attachment.id) if files else None
         maintype, _slash, subtype = attachment.content_type.partition("/")
         message.add_attachment(
@@ -268,15 +299,18 @@ class Unbuildable(Exception):
 class _CopyWriter:
     """The bytes of each copy of one email.
 
-    The headers every copy shares are built and flattened once per policy; each copy adds its
-    own body (with the headers that describe it) after them. The result is what
-    :func:`build_message` gives, flattened, for a fraction of the work per copy.
+    The headers every copy shares are built and flattened once per policy, and so is each
+    attached file; each copy's body is written by :mod:`engage.mime` after them. The result
+    is the message :func:`build_message` describes (its MIME boundaries drawn anew), for a
+    fraction of the work per copy.
     """
 
     def __init__(self, email: Email, files: Mapping[int, bytes]) -> None:
         self.email = email
-        self.files = files
+        self.files = dict(files)
         self.heads: dict[Policy, bytes] = {}
+        self.file_parts: dict[tuple[int, Policy], bytes] = {}
+        self.bodies = _Bodies(email)
 
     def copy(self, party: Party, policy: Policy) -> bytes:
         """The bytes of ``party``'s copy.
@@ -285,22 +319,54 @@ class _CopyWriter:
             a file gone from the store): retrying would fail the same way, so the copy fails now.
         """
         try:
-            head = self.heads.get(policy)
-            if head is None:
-                headers = EmailMessage()
-                _set_headers(headers, self.email)
-                # Header lines, then the empty line that ends them: the body's own header
-                # lines go before that line.
-                blank = policy.linesep.encode("ascii")
-                head = headers.as_bytes(policy=policy).removesuffix(blank)
-                self.heads[policy] = head
-            body = EmailMessage()
-            _set_body(body, self.email, party, self.files)
-            return head + body.as_bytes(policy=policy)
+            return self._head(policy) + self._body(party, policy)
         except Unbuildable:
             raise
         except (ValueError, TypeError, LookupError, UnicodeError, email_errors.MessageError) as exc:
             raise Unbuildable(stored("delivery.unbuildable", detail=str(exc)[:500])) from exc
+
+    def _head(self, policy: Policy) -> bytes:
+        head = self.heads.get(policy)
+        if head is None:
+            headers = EmailMessage(policy=mime.BUILD_POLICY)
+            _set_headers(headers, self.email)
+            # Header lines, then the empty line that ends them: the body's own header lines
+            # go before that line.
+            blank = policy.linesep.encode("ascii")
+            head = headers.as_bytes(policy=policy).removesuffix(blank)
+            self.heads[policy] = head
+        return head
+
+    def _body(self, party: Party, policy: Policy) -> bytes:
+        linesep = policy.linesep.encode("ascii")
+        body_text, body_html = self.bodies.of(party)
+        part = mime.text_part(body_text, "plain", linesep)
+        if body_html:
+            html_part = mime.text_part(_html_document(body_html), "html", linesep)
+            part = mime.multipart("alternative", [part, html_part], linesep)
+        followed_copy = _followed_copy(self.email, party)
+        files = [
+            self._file(a, policy) for a in mime_attachments(self.email, followed_copy=followed_copy)
+        ]
+        if files:
+            part = mime.multipart("mixed", [part, *files], linesep)
+        return mime.message_body(part, linesep)
+
+    def _file(self, attachment: Attachment, policy: Policy) -> bytes:
+        key = (attachment.id, policy)
+        part = self.file_parts.get(key)
+        if part is None:
+            data = self.files.get(attachment.id)
+            if data is None:
+                data = self.files[attachment.id] = read_attachment(attachment)
+            part = mime.file_part(
+                data,
+                attachment.content_type,
+                attachment.filename,
+                policy,
+            )
+            self.file_parts[key] = part
+        return part
 
 
 def _cannot_build(party: Party, exc: Unbuildable) -> None:

@@ -74,18 +74,33 @@ def test_each_recipient_gets_one_copy_with_to_and_cc_as_written_and_no_bcc(
     assert all(p.delivery_state is DeliveryState.SENT for p in email.recipients)
 
 
+#: Bodies that take each of the encodings a text part can get.
+BODIES = {
+    "German, short lines (8bit)": '<div>Grüße, see <a href="https://example.com/q3">Q3</a></div>',
+    "ASCII, short lines (7bit)": '<div>Hello, see <a href="https://example.com/q3">Q3</a></div>',
+    "long lines (quoted-printable)": "<div>"
+    + "Eine sehr lange Zeile ohne Umbruch, dafür mit Umlauten: äöü. " * 30
+    + '<a href="https://example.com/q3">Q3</a></div>',
+    "long lines of Japanese (base64)": "<div>" + "見積もりを添付いたします。" * 60 + "</div>",
+    "dots, spaces and a boundary's look": "<div>. a line that starts with a dot</div>"
+    "<div>--=_engage_0 and ==== and =3D</div><pre>indented   \n.\n..</pre>",
+}
+
+
+@pytest.mark.parametrize("body", list(BODIES))
 @pytest.mark.parametrize("follow", [True, False])
 def test_each_copy_on_the_wire_is_the_message_build_message_makes_for_its_recipient(
-    smtp_app, smtp_sink, redis_client, follow
+    smtp_app, smtp_sink, redis_client, follow, body
 ):
-    # The worker flattens the shared headers once and each recipient's body on its own: the
-    # result must be the very message build_message describes, header for header, part for
-    # part (only the MIME boundaries are drawn anew).
+    # The worker flattens the shared headers once and writes each recipient's body itself
+    # (engage.mime): the result must be the very message build_message describes with the email
+    # package, header for header, part for part (only the MIME boundaries are drawn anew, and
+    # encoded text may use the CRLF line breaks of the wire).
     email_id = send(
         smtp_app,
         to="Jürgen Müller <ada@example.com>",
         subject="Angebot für Q3 – Übersicht",
-        html='<div>Grüße, see <a href="https://example.com/q3">Q3</a></div>',
+        html=BODIES[body],
         follow=follow,
     )
     assert run_delivery(smtp_app, email_id) == "sent"
@@ -99,9 +114,18 @@ def test_each_copy_on_the_wire_is_the_message_build_message_makes_for_its_recipi
         }
 
     def shape(message: Message) -> list:
-        headers = [(k, str(v)) for k, v in message.items() if k != "Content-Type"]
+        headers = [
+            (k, str(v))
+            for k, v in message.items()
+            if k not in ("Content-Type", "Content-Transfer-Encoding")
+        ]
         parts = [
-            (part.get_content_type(), part.get_payload(decode=True))
+            (
+                part.get_content_type(),
+                part.get_content_charset(),
+                part["Content-Transfer-Encoding"],
+                part.get_payload(decode=True).replace(b"\r\n", b"\n"),
+            )
             for part in message.walk()
             if not part.is_multipart()
         ]
@@ -112,6 +136,13 @@ def test_each_copy_on_the_wire_is_the_message_build_message_makes_for_its_recipi
         (address,) = received.rcpt_tos
         got = message_from_bytes(received.data, policy=policy.SMTP)
         assert shape(got) == shape(expected[address])
+        assert [part.defects for part in got.walk()] == [[] for _part in got.walk()]
+        # No line on the wire is longer than SMTP allows, and text kept as it is stays short.
+        assert max(len(line) for line in received.data.splitlines()) <= 998
+        for part in got.walk():
+            if part["Content-Transfer-Encoding"] in ("7bit", "8bit"):
+                lines = part.get_payload(decode=True).splitlines()
+                assert max(len(line) for line in lines) <= 78
 
 
 def test_a_retried_or_duplicated_job_never_sends_a_copy_twice(smtp_app, smtp_sink, redis_client):
