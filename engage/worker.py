@@ -23,8 +23,10 @@ unreachable they log it once and wait, then carry on, with their scheduler proce
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
+import time
 from types import TracebackType
 from typing import Any
 
@@ -92,6 +94,10 @@ class _OutlastsRedis(BaseWorker):
     scheduler_stop_timeout = 10.0
     #: The longest an idle worker waits for a job before it goes round its loop again.
     idle_loop_seconds = 30
+    #: The fewest seconds between two heartbeats the work loop sends on its own (its key lives
+    #: for RQ's worker TTL, minutes).
+    heartbeat_interval = 1.0
+    _last_own_heartbeat = -math.inf
     _recoveries_seen = 0
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
@@ -109,9 +115,18 @@ class _OutlastsRedis(BaseWorker):
         return min(super().dequeue_timeout, self.idle_loop_seconds)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
-        """Also, each time round the work loop: put the worker back where monitoring finds it
+        """At most every :attr:`heartbeat_interval` seconds when RQ's loop asks for one on its
+        own. Also, each time round the work loop: put the worker back where monitoring finds it
         after an outage, and start the scheduler process again if it died."""
-        super().heartbeat(timeout, pipeline)
+        if pipeline is None and timeout is None:
+            # RQ's loop sends three of these per job, three round trips each: for engage's
+            # short jobs that is a good part of a job's cost, for a key that lives for minutes.
+            beat = time.monotonic()
+            if beat - self._last_own_heartbeat >= self.heartbeat_interval:
+                super().heartbeat(timeout, pipeline)
+                self._last_own_heartbeat = beat
+        else:
+            super().heartbeat(timeout, pipeline)
         if pipeline is None and not self.is_horse:
             self._register_again_after_an_outage()
             self._keep_the_scheduler_alive()
