@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 from flask import current_app
 from redis.exceptions import LockError, RedisError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import mime, queueing, template_performance
@@ -474,7 +474,8 @@ def _email_lock(email_id: int) -> Iterator[bool]:
 
 def _deliver(email_id: int) -> str:
     session = current_engage.session
-    email = session.get(Email, email_id)
+    # The email, its parties and its files in one query: the job reads them all.
+    email = session.get(Email, email_id, options=_WITH_PARTIES_AND_FILES)
     if email is None or email.status is not EmailStatus.SENDING:
         return "nothing to do"
     _settle_lost_attempts(email)
@@ -491,15 +492,17 @@ def _deliver(email_id: int) -> str:
         timeout=float(current_app.config["ENGAGE_SMTP_TIMEOUT"]),
         ca_file=current_app.config["ENGAGE_SMTP_CA_FILE"],
     )
-    with _copy_ledger() as ledger:
-        with _kept_after_commit():
-            unreachable = _send_copies(email, pending, settings, ledger)
+    with _kept_after_commit(), _copy_ledger() as ledger:
+        unreachable = _send_copies(email, pending, settings, ledger)
         if unreachable:
             _wait_for_the_relay(email.id)
         # The last copy's answer is stored with the email's outcome: one commit for both.
         outcome = _settle(email, ledger)
         ledger.settled()
         return outcome
+
+
+_WITH_PARTIES_AND_FILES = (joinedload(Email.parties), joinedload(Email.attachments))
 
 
 @contextlib.contextmanager
