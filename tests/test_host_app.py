@@ -114,7 +114,8 @@ def test_a_post_without_its_csrf_token_is_refused_with_400_and_changes_nothing(a
         assert engagement_enabled() is True
 
 
-def test_the_admin_sees_whether_workers_and_the_sweep_are_alive(app):
+def test_the_admin_sees_whether_workers_and_the_sweep_are_alive(app, redis_client):
+    # A flushed Redis: no sweep has run yet, whatever an earlier test did.
     admin = sign_in(app.test_client(), 5)
     body = admin.get("/crm/engage/settings").get_data(as_text=True)
     assert "Workers listening on the queue engage" in body
