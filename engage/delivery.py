@@ -33,7 +33,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import errors as email_errors
@@ -595,18 +596,26 @@ def _send_copies(
             except Unbuildable as exc:
                 ledger.answer(party, DeliveryState.FAILED, str(exc))
                 continue
-            if not ledger.claim(party):
-                continue  # another job has it
-            try:
-                if client is None:
+            if client is None:
+                try:
                     client = _open(settings)
-                state, error = _send_one(client, data, party, sender, smtputf8)
+                except _Transient as exc:
+                    # Nothing can be handed over: the copy waits for its next try.
+                    unreachable = unreachable or _connection_lost(exc)
+                    if ledger.claim(party):
+                        ledger.answer(party, DeliveryState.RETRYING, str(exc))
+                    continue
+            claimed = ledger.claim_soon(party)
+            outcome: tuple[DeliveryState, str | None] | None
+            try:
+                outcome = _hand_over(client, data, party.address, sender, smtputf8, claimed)
             except _Transient as exc:
-                state, error = DeliveryState.RETRYING, str(exc)
-                if isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected)):
+                outcome = (DeliveryState.RETRYING, str(exc)) if claimed() else None
+                if _connection_lost(exc):
                     client = None  # the connection is gone: open a new one for the next
                     unreachable = True
-            ledger.answer(party, state, error)
+            if outcome is not None:  # else another job claimed the copy first
+                ledger.answer(party, *outcome)
     finally:
         if client is not None:
             _keep(settings, client)
@@ -712,15 +721,42 @@ class _Ledger:
 
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
-        self.merge = connection.dialect.name == "postgresql"
+        self.merge = self.ahead = connection.dialect.name == "postgresql"
         self.pending: dict[str, object] | None = None
 
     def claim(self, party: Party) -> bool:
         """Write down that ``party``'s copy is about to be sent; ``False`` when another job
         claimed it first."""
+        attempt = self._store_claim(party.id)
+        if attempt is not None:
+            set_committed_value(party, "attempt_id", attempt)
+        return attempt is not None
+
+    def claim_soon(self, party: Party) -> Callable[[], bool]:
+        """Start writing down ``party``'s claim; the function returned waits until it is stored
+        and says whether it is ours (as :meth:`claim`).
+
+        On PostgreSQL, where a claim waits for the disk, a thread of the worker's own stores it
+        while the job goes on with what needs no claim (the envelope); elsewhere it is stored
+        at once.
+        """
+        if not self.ahead:
+            ours = self.claim(party)
+            return lambda: ours
+        stored_claim = _claimer().submit(self._store_claim, party.id)
+
+        def claimed() -> bool:
+            attempt = stored_claim.result()
+            if attempt is not None:
+                set_committed_value(party, "attempt_id", attempt)
+            return attempt is not None
+
+        return claimed
+
+    def _store_claim(self, party_id: int) -> str | None:
         attempt = secrets.token_hex(8)
         params: dict[str, object] = {
-            "claim_id": party.id,
+            "claim_id": party_id,
             "claim_attempt": attempt,
             "claim_at": utcnow(),
         }
@@ -728,10 +764,7 @@ class _Ledger:
         if self.pending is not None:
             statement, params = _CLAIM_AFTER_ANSWER, {**params, **self.pending}
             self.pending = None
-        claimed = self.connection.execute(statement, params).rowcount
-        if claimed:
-            set_committed_value(party, "attempt_id", attempt)
-        return bool(claimed)
+        return attempt if self.connection.execute(statement, params).rowcount else None
 
     def answer(self, party: Party, state: DeliveryState, error: str | None) -> None:
         """Note the relay's answer for ``party``'s copy, and set it on ``party`` as stored."""
@@ -774,6 +807,18 @@ class _Ledger:
         if self.pending is not None:
             params, self.pending = self.pending, None
             self.connection.execute(_ANSWER, params)
+
+
+#: The thread that stores claims ahead (see :meth:`_Ledger.claim_soon`), by process.
+_claimers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _claimer() -> ThreadPoolExecutor:
+    # By process: a forked work horse cannot use its parent's thread.
+    claimer = _claimers.get(os.getpid())
+    if claimer is None:
+        claimer = _claimers[os.getpid()] = ThreadPoolExecutor(1, "engage-claims")
+    return claimer
 
 
 @contextlib.contextmanager
@@ -870,29 +915,93 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
         raise _Transient(_connection_words(settings, exc)) from exc
 
 
-def _send_one(
-    client: smtplib.SMTP, data: bytes, party: Party, sender: str, smtputf8: bool
-) -> tuple[DeliveryState, str | None]:
-    """Send one copy; the relay's answer as the copy's new state and, if it failed, why.
+def _hand_over(
+    client: smtplib.SMTP,
+    data: bytes,
+    address: str,
+    sender: str,
+    smtputf8: bool,
+    claimed: Callable[[], bool],
+) -> tuple[DeliveryState, str | None] | None:
+    """Send one copy once its claim is stored: the relay's answer as the copy's new state and,
+    if it failed, why; ``None`` when another job claimed the copy first.
 
-    :raises _Transient: when it is worth trying again later.
+    The claim may still be on its way to the database (see :meth:`_Ledger.claim_soon`) while the
+    relay reads the envelope (MAIL FROM, RCPT TO), which hands nothing over; DATA waits for it.
+
+    :raises _Transient: when it is worth trying again later (the claim has landed by then).
     """
     try:
-        client.sendmail(
-            sender, [party.address], data, mail_options=["SMTPUTF8"] if smtputf8 else []
-        )
-    except smtplib.SMTPNotSupportedError:
-        # The relay cannot carry an address beyond ASCII: that will not change by retrying,
-        # and it concerns this copy only.
-        return DeliveryState.FAILED, stored("delivery.no_smtputf8")
-    except smtplib.SMTPRecipientsRefused as exc:
-        code, words = exc.recipients.get(party.address, (550, b"recipient refused"))
-        return _refusal(code, words)
-    except smtplib.SMTPResponseException as exc:
-        return _refusal(exc.smtp_code, exc.smtp_error)
+        refusal = _envelope(client, address, sender, smtputf8, len(data))
+    except BaseException:
+        claimed()
+        raise
+    if not claimed():
+        _reset(client)
+        return None
+    if refusal is not None:
+        return refusal
+    words: bytes | str
+    try:
+        code, words = client.data(data)
+    except smtplib.SMTPDataError as exc:  # DATA itself refused
+        code, words = exc.smtp_code, exc.smtp_error
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
         raise _Transient(stored("delivery.broke", detail=str(exc)[:500])) from exc
+    if code != 250:
+        _after_refusal(client, code)
+        return _refusal(code, words)
     return DeliveryState.SENT, None
+
+
+def _envelope(
+    client: smtplib.SMTP, address: str, sender: str, smtputf8: bool, size: int
+) -> tuple[DeliveryState, str | None] | None:
+    """MAIL FROM and RCPT TO for one copy, as :meth:`smtplib.SMTP.sendmail` sends them:
+    ``None`` when the relay takes both, else the copy's failure.
+
+    :raises _Transient: for a 4xx answer or a broken connection.
+    """
+    words: bytes | str
+    try:
+        client.ehlo_or_helo_if_needed()
+        options = []
+        if client.does_esmtp and client.has_extn("size"):
+            options.append(f"size={size}")
+        if smtputf8:
+            if not client.has_extn("smtputf8"):
+                # The relay cannot carry an address beyond ASCII: that will not change by
+                # retrying, and it concerns this copy only.
+                return DeliveryState.FAILED, stored("delivery.no_smtputf8")
+            options.append("SMTPUTF8")
+        code, words = client.mail(sender, options)
+        if code == 250:
+            code, words = client.rcpt(address)
+            if code in (250, 251):
+                return None
+    except smtplib.SMTPResponseException as exc:  # the greeting refused
+        code, words = exc.smtp_code, exc.smtp_error
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        raise _Transient(stored("delivery.broke", detail=str(exc)[:500])) from exc
+    _after_refusal(client, code)
+    return _refusal(code, words)
+
+
+def _after_refusal(client: smtplib.SMTP, code: int) -> None:
+    # 421: the relay is closing the connection; otherwise the next copy starts afresh.
+    if code == 421:
+        client.close()
+    else:
+        _reset(client)
+
+
+def _reset(client: smtplib.SMTP) -> None:
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        client.rset()
+
+
+def _connection_lost(exc: _Transient) -> bool:
+    return isinstance(exc.__cause__, (OSError, smtplib.SMTPServerDisconnected))
 
 
 def _refusal(code: int, words: bytes | str) -> tuple[DeliveryState, str]:

@@ -377,6 +377,63 @@ def test_a_job_that_fails_while_settling_still_stores_the_last_answer(
     assert len(smtp_sink.messages) == 3
 
 
+def test_a_copy_reaches_data_only_once_its_claim_is_stored(app, redis_client):
+    # On PostgreSQL the claim is stored while the relay reads the envelope; DATA, which hands
+    # the copy over, must still wait for it. Another connection holds the first recipient's
+    # row (SQLite: the whole file), so that copy's claim cannot land until it lets go.
+    import threading
+    import time
+
+    import sqlalchemy as sa
+    from aiosmtpd.controller import Controller
+
+    from engage.models import Party
+    from tests.hostapp import db
+
+    events: list[tuple[str, str]] = []
+
+    class Recorder:
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            events.append(("RCPT", address))
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            events.append(("DATA", envelope.rcpt_tos[0]))
+            return "250 OK"
+
+    controller = Controller(Recorder(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        app.config["ENGAGE_SMTP_URL"] = f"smtp://127.0.0.1:{controller.port}"
+        email_id = send(app, follow=False)
+        first = load(app, email_id).recipients[0].address
+        with app.app_context():
+            engine = db.engine
+        with engine.connect() as holder:
+            if engine.dialect.name == "postgresql":
+                holder.execute(
+                    sa.select(Party.id)
+                    .where(Party.email_id == email_id, Party.address == first)
+                    .with_for_update()
+                )
+            else:
+                holder.exec_driver_sql("BEGIN IMMEDIATE")
+            outcome: list[str] = []
+            job = threading.Thread(target=lambda: outcome.append(run_delivery(app, email_id)))
+            job.start()
+            time.sleep(1.0)
+            assert [kind for kind, _address in events if kind == "DATA"] == []
+            holder.rollback()
+        job.join(30)
+        assert outcome == ["sent"]
+        delivered = [address for kind, address in events if kind == "DATA"]
+        assert sorted(delivered) == ["ada@example.com", "bcc@example.com", "grace@example.com"]
+        assert delivered[0] == first
+    finally:
+        controller.stop()
+
+
 def test_an_address_beyond_ascii_goes_out_with_smtputf8(app, redis_client):
     from aiosmtpd.controller import Controller
 
