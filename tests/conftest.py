@@ -271,7 +271,11 @@ def serve() -> Iterator[Any]:
 
     def start(app: Any) -> LiveServer:
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits for the serving loop to look again, which by default
+        # is every half second, at the end of each test that served an app.
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         servers.append(server)
         return LiveServer(f"http://127.0.0.1:{server.server_port}", app)
 
