@@ -26,6 +26,7 @@ from tests.support import (
     ROOT,
     KeptTables,
     Received,
+    SharedTemplateCode,
     SmtpSink,
     demo_config,
     drop_host_tables,
@@ -36,6 +37,28 @@ from tests.support import (
     rq_worker,
     seed_host,
 )
+
+# -- Templates ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_template_code() -> Iterator[None]:
+    """Every app built in this process (the host app, the demo, …) shares its compiled
+    templates with the others (see SharedTemplateCode), instead of compiling them per test."""
+    from flask import Flask
+
+    shared = SharedTemplateCode()
+    create_jinja_environment = Flask.create_jinja_environment
+
+    def create(app: Flask) -> Any:
+        environment = create_jinja_environment(app)
+        environment.bytecode_cache = shared
+        return environment
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Flask, "create_jinja_environment", create)
+        yield
+
 
 # -- Redis ---------------------------------------------------------------------------------
 

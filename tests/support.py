@@ -8,6 +8,7 @@ browser_support.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.bccache
 import redis
 import sqlalchemy as sa
 from flask import Flask
@@ -199,6 +202,80 @@ class KeptTables:
             owner.engine.dispose()
         if kind in self.kinds and digest == self.kinds[kind][0]:
             self.holding = (app.config["SQLALCHEMY_DATABASE_URI"], kind)
+
+
+class SharedTemplateCode(jinja2.BytecodeCache):
+    """Compiled Jinja templates, shared by all the apps one test process builds.
+
+    Each test builds its own app, and each app's Jinja environment compiles every template it
+    renders again: for a test that renders a few pages, that was most of its time. What Jinja
+    compiles depends on the template's source and on the environment's settings (syntax,
+    extensions and their options, autoescaping, which filters and tests exist and what they
+    are passed), so all of these are in the key; an app with other settings compiles its own.
+    """
+
+    def __init__(self) -> None:
+        self.code: dict[tuple[str, str], Any] = {}
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> jinja2.bccache.Bucket:
+        settings = repr(
+            (
+                type(environment),
+                environment.code_generator_class,
+                [getattr(environment, setting) for setting in self.LEXER_SETTINGS],
+                [type(extension) for extension in environment.iter_extensions()],
+                getattr(environment, "newstyle_gettext", None),
+                sorted(
+                    (key, repr(value))
+                    for key, value in environment.policies.items()
+                    if key.startswith(("compiler.", "ext."))
+                ),
+                environment.optimized,
+                environment.is_async,
+                getattr(environment.finalize, "jinja_pass_arg", environment.finalize is None),
+                environment.autoescape(name)
+                if callable(environment.autoescape)
+                else environment.autoescape,
+                sorted(
+                    (k, getattr(f, "jinja_pass_arg", None)) for k, f in environment.filters.items()
+                ),
+                sorted(
+                    (k, getattr(f, "jinja_pass_arg", None)) for k, f in environment.tests.items()
+                ),
+            )
+        )
+        key = hashlib.sha256(
+            f"{self.get_cache_key(name, filename)}\0{settings}".encode()
+        ).hexdigest()
+        bucket = jinja2.bccache.Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
+
+    #: The environment's settings its lexer (and so what it parses) depends on.
+    LEXER_SETTINGS = (
+        "block_start_string",
+        "block_end_string",
+        "variable_start_string",
+        "variable_end_string",
+        "comment_start_string",
+        "comment_end_string",
+        "line_statement_prefix",
+        "line_comment_prefix",
+        "trim_blocks",
+        "lstrip_blocks",
+        "newline_sequence",
+        "keep_trailing_newline",
+    )
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self.code.get((bucket.key, bucket.checksum))
+        if code is not None:
+            bucket.code = code
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[(bucket.key, bucket.checksum)] = bucket.code
 
 
 @contextmanager
