@@ -24,7 +24,9 @@ import redis as redis_lib
 from tests.browser_support import PERSON_USER_AGENT, chromium_path
 from tests.support import (
     ROOT,
+    KeptTables,
     Received,
+    SharedTemplateCode,
     SmtpSink,
     demo_config,
     drop_host_tables,
@@ -35,6 +37,28 @@ from tests.support import (
     rq_worker,
     seed_host,
 )
+
+# -- Templates ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_template_code() -> Iterator[None]:
+    """Every app built in this process (the host app, the demo, …) shares its compiled
+    templates with the others (see SharedTemplateCode), instead of compiling them per test."""
+    from flask import Flask
+
+    shared = SharedTemplateCode()
+    create_jinja_environment = Flask.create_jinja_environment
+
+    def create(app: Flask) -> Any:
+        environment = create_jinja_environment(app)
+        environment.bytecode_cache = shared
+        return environment
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Flask, "create_jinja_environment", create)
+        yield
+
 
 # -- Redis ---------------------------------------------------------------------------------
 
@@ -83,10 +107,41 @@ def _stop_event_conveyors() -> Iterator[None]:
 # -- Database --------------------------------------------------------------------------------
 
 
+#: The tables of the host app or of the demo, kept from one PostgreSQL test to the next.
+KEPT_TABLES = KeptTables()
+
+
+def _kept_tables() -> KeptTables | None:
+    return KEPT_TABLES if os.environ.get("ENGAGE_TEST_DATABASE_URL") else None
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A clean database: PostgreSQL when configured (emptied first), else a new SQLite file."""
-    return empty_database(os.environ.get("ENGAGE_TEST_DATABASE_URL"), tmp_path / "test.sqlite3")
+def host_tables() -> KeptTables | None:
+    """The host app's tables kept between tests on PostgreSQL (``None`` on SQLite): a test
+    of ``app`` may find them in its ``database_url``, without rows."""
+    return _kept_tables()
+
+
+@pytest.fixture
+def demo_tables() -> KeptTables | None:
+    """The same for the demo's tables, for a test that builds the demo on ``database_url``."""
+    return _kept_tables()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean database: PostgreSQL when configured (emptied first), else a new SQLite file.
+
+    On PostgreSQL, a test of the host app (one that asks for ``host_tables``, as ``app`` does)
+    or of the demo (``demo_tables``) may find that app's tables there already, without rows,
+    rather than an empty schema (see ``KeptTables``).
+    """
+    url = os.environ.get("ENGAGE_TEST_DATABASE_URL")
+    kinds = [kind for kind in ("host_tables", "demo_tables") if kind in request.fixturenames]
+    if url and len(kinds) == 1 and KEPT_TABLES.take(url, kinds[0]):
+        return url
+    KEPT_TABLES.forget()
+    return empty_database(url, tmp_path / "test.sqlite3")
 
 
 # -- The test host app -------------------------------------------------------------------------
@@ -100,7 +155,7 @@ def app_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(database_url, redis_url, app_config, tmp_path):
+def app(host_tables, database_url, redis_url, app_config, tmp_path):
     """The test host app (tests/hostapp.py) with support.PEOPLE and support.CUSTOMERS in it."""
     app = make_host_app(
         database_url,
@@ -113,9 +168,14 @@ def app(database_url, redis_url, app_config, tmp_path):
         ENGAGE_EVENT_SPOOL_DIR=str(tmp_path / "event-spool"),
         **app_config,
     )
+    if host_tables:
+        host_tables.built("host_tables", app)
     seed_host(app)
     yield app
-    drop_host_tables(app)
+    if host_tables:
+        host_tables.leave("host_tables", app)
+    else:
+        drop_host_tables(app)
 
 
 @pytest.fixture
@@ -234,7 +294,11 @@ def serve() -> Iterator[Any]:
 
     def start(app: Any) -> LiveServer:
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits for the serving loop to look again, which by default
+        # is every half second, at the end of each test that served an app.
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         servers.append(server)
         return LiveServer(f"http://127.0.0.1:{server.server_port}", app)
 
@@ -343,7 +407,7 @@ def start_worker(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_worker):
+def start_demo(demo_tables, tmp_path, database_url, redis_url, redis_client, serve, start_worker):
     """Serve the demo CRM: ``start_demo(worker=True, **config)`` returns its live server.
 
     With ``worker`` (the default) the demo's SMTP sink runs and a real ``rq`` worker delivers,
@@ -355,9 +419,13 @@ def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_wor
     from engage.demo.mailbox import start_smtp_sink
 
     sinks: list[Any] = []
+    apps: list[Any] = []
 
     def start(*, worker: bool = True, public_url: bool = True, **config: Any) -> LiveServer:
         app = create_app(demo_config(tmp_path, database_url, ENGAGE_REDIS_URL=redis_url, **config))
+        if demo_tables:
+            demo_tables.built("demo_tables", app)
+        apps.append(app)
         server = serve(app)
         if worker:
             sink = start_smtp_sink(app)
@@ -378,6 +446,8 @@ def start_demo(tmp_path, database_url, redis_url, redis_client, serve, start_wor
     yield start
     for sink in sinks:
         sink.stop()
+    if demo_tables and apps:
+        demo_tables.leave("demo_tables", apps[0])
 
 
 @pytest.fixture

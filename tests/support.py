@@ -8,6 +8,7 @@ browser_support.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.bccache
 import redis
 import sqlalchemy as sa
 from flask import Flask
@@ -45,6 +48,7 @@ from engage.models import (
     TrackingEvent,
     utcnow,
 )
+from engage.models import metadata as engage_metadata
 from engage.records import EngageUser, RecordRef
 from engage.timeline import sync_email_activities
 from tests import hostapp
@@ -74,6 +78,204 @@ def empty_database(url: str | None, sqlite_file: Path) -> str:
         conn.execute(sa.text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+#: Everything that makes up the public schema of a PostgreSQL database, as one digest:
+#: relations and their columns, constraints, indexes, sequences, types, functions and
+#: triggers. Read from pg_catalog rather than information_schema, which is slower.
+SCHEMA_DIGEST = sa.text(
+    """
+    SELECT md5(coalesce(string_agg(part, ';' ORDER BY part), '')) FROM (
+      SELECT concat_ws(' ', 'r', c.relname, c.relkind, a.attname,
+                       format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                       pg_get_expr(d.adbin, d.adrelid)) AS part
+        FROM pg_class c
+        LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+       WHERE c.relnamespace = 'public'::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'k', conrelid::regclass, conname, pg_get_constraintdef(oid))
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'i', pg_get_indexdef(i.indexrelid))
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+       WHERE c.relnamespace = 'public'::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 's', s.seqrelid::regclass, s.seqstart, s.seqincrement, s.seqmin,
+                       s.seqmax, s.seqcycle)
+        FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+       WHERE c.relnamespace = 'public'::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 't', t.typname, e.enumlabel, e.enumsortorder)
+        FROM pg_type t LEFT JOIN pg_enum e ON e.enumtypid = t.oid
+       WHERE t.typnamespace = 'public'::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'f', oid::regprocedure)
+        FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+      UNION ALL
+      SELECT concat_ws(' ', 'g', t.tgrelid::regclass, t.tgname)
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+       WHERE NOT t.tgisinternal AND c.relnamespace = 'public'::regnamespace
+    ) AS parts
+    """
+)
+
+
+class KeptTables:
+    """An app's tables on PostgreSQL, built once and emptied between tests.
+
+    Creating and dropping engage's tables (with the host app's or the demo's) costs
+    PostgreSQL a quarter of a second or more, which is most of what a short test takes there.
+    So after a test the tables stay; before the next test that builds the same app
+    (the same *kind*: the host app, the demo) their rows are deleted and their sequences
+    restarted, which leaves the database as a fresh build would (ids from 1 again), and the
+    app finds its tables there. Only when the schema a test leaves is exactly the one built
+    (the same digest) are they kept: after a test that dropped, added or changed anything,
+    one whose teardown did not get that far, or one of another kind, the next test starts
+    from an empty schema as before. SQLite needs none of this (a new file per test).
+    """
+
+    def __init__(self) -> None:
+        #: The kind of tables the database holds for the next test, if any, and where.
+        self.holding: tuple[str, str] | None = None
+        #: Per kind: the digest of the schema as built, and what empties it.
+        self.kinds: dict[str, tuple[str, sa.TextClause]] = {}
+
+    def forget(self) -> None:
+        """Keep nothing: the database is about to be emptied."""
+        self.holding = None
+
+    def take(self, url: str, kind: str) -> bool:
+        """Whether ``url`` holds the tables of ``kind``, now with no rows; ``False`` (and
+        nothing kept) when the caller must start from an empty schema."""
+        holding, self.holding = self.holding, None
+        if holding != (url, kind):
+            return False
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(self.kinds[kind][1])
+        finally:
+            engine.dispose()
+        return True
+
+    def built(self, kind: str, app: Flask) -> None:
+        """Note the schema of ``kind`` that ``app`` built on an empty database (its own
+        tables and engage's), the first time; nothing when the database holds other tables."""
+        if kind in self.kinds:
+            return
+        owner = app.extensions["sqlalchemy"]
+        tables = sa.schema.sort_tables(
+            [*owner.metadata.tables.values(), *engage_metadata.tables.values()]
+        )
+        with app.app_context():
+            engine = owner.engine
+            with engine.connect() as conn:
+                names = conn.scalars(
+                    sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                ).all()
+                if set(names) != {t.name for t in tables}:
+                    return
+                digest = conn.execute(SCHEMA_DIGEST).scalar_one()
+                sequences = conn.scalars(
+                    sa.text(
+                        "SELECT quote_ident(sequencename) FROM pg_sequences"
+                        " WHERE schemaname = 'public' ORDER BY 1"
+                    )
+                ).all()
+            preparer = engine.dialect.identifier_preparer
+        # A lock a previous test left behind ends in an error, not a hung run.
+        statements = ["SET LOCAL lock_timeout = '30s'"]
+        # Children before parents.
+        statements += [f"DELETE FROM {preparer.format_table(t)}" for t in reversed(tables)]
+        statements += [f"ALTER SEQUENCE {name} RESTART" for name in sequences]
+        self.kinds[kind] = (digest, sa.text(";\n".join(statements)))
+
+    def leave(self, kind: str, app: Flask) -> None:
+        """At the end of a test: keep the tables of ``kind`` for the next test when the
+        schema is still the one built."""
+        with app.app_context():
+            owner = app.extensions["sqlalchemy"]
+            owner.session.remove()
+            with owner.engine.connect() as conn:
+                digest = conn.execute(SCHEMA_DIGEST).scalar_one()
+            owner.engine.dispose()
+        if kind in self.kinds and digest == self.kinds[kind][0]:
+            self.holding = (app.config["SQLALCHEMY_DATABASE_URI"], kind)
+
+
+class SharedTemplateCode(jinja2.BytecodeCache):
+    """Compiled Jinja templates, shared by all the apps one test process builds.
+
+    Each test builds its own app, and each app's Jinja environment compiles every template it
+    renders again: for a test that renders a few pages, that was most of its time. What Jinja
+    compiles depends on the template's source and on the environment's settings (syntax,
+    extensions and their options, autoescaping, which filters and tests exist and what they
+    are passed), so all of these are in the key; an app with other settings compiles its own.
+    """
+
+    def __init__(self) -> None:
+        self.code: dict[tuple[str, str], Any] = {}
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> jinja2.bccache.Bucket:
+        settings = repr(
+            (
+                type(environment),
+                environment.code_generator_class,
+                [getattr(environment, setting) for setting in self.LEXER_SETTINGS],
+                [type(extension) for extension in environment.iter_extensions()],
+                getattr(environment, "newstyle_gettext", None),
+                sorted(
+                    (key, repr(value))
+                    for key, value in environment.policies.items()
+                    if key.startswith(("compiler.", "ext."))
+                ),
+                environment.optimized,
+                environment.is_async,
+                getattr(environment.finalize, "jinja_pass_arg", environment.finalize is None),
+                environment.autoescape(name)
+                if callable(environment.autoescape)
+                else environment.autoescape,
+                sorted(
+                    (k, getattr(f, "jinja_pass_arg", None)) for k, f in environment.filters.items()
+                ),
+                sorted(
+                    (k, getattr(f, "jinja_pass_arg", None)) for k, f in environment.tests.items()
+                ),
+            )
+        )
+        key = hashlib.sha256(
+            f"{self.get_cache_key(name, filename)}\0{settings}".encode()
+        ).hexdigest()
+        bucket = jinja2.bccache.Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
+
+    #: The environment's settings its lexer (and so what it parses) depends on.
+    LEXER_SETTINGS = (
+        "block_start_string",
+        "block_end_string",
+        "variable_start_string",
+        "variable_end_string",
+        "comment_start_string",
+        "comment_end_string",
+        "line_statement_prefix",
+        "line_comment_prefix",
+        "trim_blocks",
+        "lstrip_blocks",
+        "newline_sequence",
+        "keep_trailing_newline",
+    )
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self.code.get((bucket.key, bucket.checksum))
+        if code is not None:
+            bucket.code = code
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[(bucket.key, bucket.checksum)] = bucket.code
 
 
 @contextmanager

@@ -42,13 +42,17 @@ US_STATE_ZONES = {
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+def app(demo_tables, tmp_path: Path, database_url: str) -> Iterator[Flask]:
     """A fresh, seeded demo app with its own data folder, on SQLite or PostgreSQL."""
     app = create_app(demo_config(tmp_path, database_url, **DEMO_TEST_CLIENT))
+    if demo_tables:
+        demo_tables.built("demo_tables", app)
     with app.app_context():
         yield app
         db.session.remove()
         db.engine.dispose()
+    if demo_tables:
+        demo_tables.leave("demo_tables", app)
 
 
 @pytest.fixture

@@ -122,16 +122,22 @@ def run(python: str, args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return output
 
 
+def revisions(host: Path) -> list[str]:
+    """The files of the host's migrations/versions folder, but Python's bytecode cache (Alembic
+    imports the revisions, and Python caches them unless PYTHONDONTWRITEBYTECODE is set)."""
+    return sorted(
+        p.name for p in host.joinpath("migrations/versions").glob("*") if p.name != "__pycache__"
+    )
+
+
 def migrate_as_the_walkthrough_says(python: str, host: Path, env: dict[str, str]) -> None:
-    engage_versions_before = sorted(p.name for p in host.joinpath("migrations/versions").glob("*"))
+    engage_versions_before = revisions(host)
     for command in flask_commands():
         output = run(python, command, host, env)
         if command[2] == "migrate":
             assert "No changes in schema detected" in output, output
     # `flask db migrate` found nothing, so it wrote no revision.
-    assert sorted(p.name for p in host.joinpath("migrations/versions").glob("*")) == (
-        engage_versions_before
-    )
+    assert revisions(host) == engage_versions_before
     heads = run(python, ["flask", "db", "heads"], host, env)
     assert f"{engage_head()} (engage) (head)" in heads and "crm_0001 (head)" in heads
 
