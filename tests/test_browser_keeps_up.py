@@ -102,7 +102,13 @@ def test_dialogs_close_after_ok_and_remove_delay_only_removes_it(person, demo):
     open_compose(page, demo, "Marie Curie")
     page.get_by_label("Subject").fill("Next week")
     later = page.get_by_role("group", name="Send later")
-    later.locator("summary").click()
+    # Opening the dialog redraws it for the recipients typed so far; the time is typed into
+    # that redraw, as a rep who reads the recommendation first does. (A time typed while the
+    # redraw is still on its way is lost to it: a known race, not what this test is about.)
+    with page.expect_response(lambda r: r.url.endswith("/compose/send-later")):
+        later.locator("summary").click()
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-settling')")
+    later = page.get_by_role("group", name="Send later")
     when = (datetime.now() + timedelta(days=3)).replace(hour=10, minute=0)
     later.locator('input[name="send_at_local"]').fill(when.strftime("%Y-%m-%dT%H:%M"))
     later.get_by_role("button", name="OK").click()
