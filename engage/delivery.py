@@ -721,7 +721,9 @@ class _Ledger:
 
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
-        self.merge = self.ahead = connection.dialect.name == "postgresql"
+        # On PostgreSQL, where each commit waits for the disk, an answer goes with the next
+        # claim and claims are stored ahead (see claim_soon).
+        self.postgresql = connection.dialect.name == "postgresql"
         self.pending: dict[str, object] | None = None
 
     def claim(self, party: Party) -> bool:
@@ -740,7 +742,7 @@ class _Ledger:
         while the job goes on with what needs no claim (the envelope); elsewhere it is stored
         at once.
         """
-        if not self.ahead:
+        if not self.postgresql:
             ours = self.claim(party)
             return lambda: ours
         stored_claim = _claimer().submit(self._store_claim, party.id)
@@ -784,7 +786,7 @@ class _Ledger:
             "answer_attempts": values["delivery_attempts"],
             "answer_delivered": values["delivered_at"],
         }
-        if self.merge:
+        if self.postgresql:
             self.flush()
             self.pending = params
         else:
@@ -947,7 +949,7 @@ def _hand_over(
     except smtplib.SMTPDataError as exc:  # DATA itself refused
         code, words = exc.smtp_code, exc.smtp_error
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
-        raise _Transient(stored("delivery.broke", detail=str(exc)[:500])) from exc
+        raise _broke(exc) from exc
     if code != 250:
         _after_refusal(client, code)
         return _refusal(code, words)
@@ -982,7 +984,7 @@ def _envelope(
     except smtplib.SMTPResponseException as exc:  # the greeting refused
         code, words = exc.smtp_code, exc.smtp_error
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
-        raise _Transient(stored("delivery.broke", detail=str(exc)[:500])) from exc
+        raise _broke(exc) from exc
     _after_refusal(client, code)
     return _refusal(code, words)
 
@@ -998,6 +1000,10 @@ def _after_refusal(client: smtplib.SMTP, code: int) -> None:
 def _reset(client: smtplib.SMTP) -> None:
     with contextlib.suppress(smtplib.SMTPException, OSError):
         client.rset()
+
+
+def _broke(exc: BaseException) -> _Transient:
+    return _Transient(stored("delivery.broke", detail=str(exc)[:500]))
 
 
 def _connection_lost(exc: _Transient) -> bool:
