@@ -327,20 +327,25 @@ def test_after_a_redis_flush_the_sweep_sends_a_stranded_email_once(
     assert load(smtp_app, email_id).status is EmailStatus.SENT
 
 
+def deliver_failing(app, email_id, monkeypatch, name: str, error: BaseException) -> None:
+    """Run the delivery job with ``engage.delivery.<name>`` raising ``error``, which the job
+    must let through."""
+    import engage.delivery
+
+    def broken(*args, **kwargs):
+        raise error
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engage.delivery, name, broken)
+        with app.app_context(), pytest.raises(type(error)):
+            deliver(email_id)
+
+
 def test_a_job_that_dies_before_its_commit_does_not_resend_what_the_relay_accepted(
     smtp_app, smtp_sink, redis_client, monkeypatch
 ):
-    import engage.delivery
-
     email_id = send(smtp_app)
-
-    def crash(email, ledger=None):
-        raise SystemExit("the worker died before committing")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(engage.delivery, "_settle", crash)
-        with smtp_app.app_context(), pytest.raises(SystemExit):
-            deliver(email_id)
+    deliver_failing(smtp_app, email_id, monkeypatch, "_settle", SystemExit("the worker died"))
     assert len(smtp_sink.messages) == 3
     # Each answer was committed right after the relay's 250, in the database: a flushed Redis
     # loses nothing of it.
@@ -357,17 +362,9 @@ def test_a_job_that_fails_while_settling_still_stores_the_last_answer(
 ):
     # The last copy's answer rides with the email's outcome; when settling fails half-way, the
     # job stores that answer on its own instead (and does not wait on its own row lock).
-    import engage.delivery
-
     email_id = send(smtp_app)
-
-    def broken(session, email):
-        raise RuntimeError("the timeline is broken")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(engage.delivery, "move_email_activities", broken)
-        with smtp_app.app_context(), pytest.raises(RuntimeError):
-            deliver(email_id)
+    broken = RuntimeError("the timeline is broken")
+    deliver_failing(smtp_app, email_id, monkeypatch, "move_email_activities", broken)
     assert len(smtp_sink.messages) == 3
     email = load(smtp_app, email_id)
     assert email.status is EmailStatus.SENDING
